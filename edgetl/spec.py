@@ -1,0 +1,168 @@
+"""How pixels become a model input: the contract every stage and every device shares.
+
+`PreprocessingSpec` is written as `preprocessing.json` by training, embedded in every exported
+artefact (inside `edgetl.json`), read by `edgetl.runtime` and by the Android demo. It is plain
+stdlib so that the device runtime can import it without TensorFlow or Keras.
+
+edgetl models take RGB pixels in the [0, 255] range (float32 for float models) and normalize
+inside the network, so `mean` is 0 and `std` is 1 for them. Third-party models may carry other
+values in their TFLite Model Metadata; the runtime computes ``(pixel - mean) / std`` per channel
+before quantizing with the input tensor's scale and zero point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgetl.errors import EdgetlError
+
+SPEC_VERSION = 1
+RESIZE_METHODS = ("bilinear",)
+COLOR_ORDERS = ("RGB", "BGR")
+LAYOUTS = ("NHWC", "NCHW")
+METADATA_FILE_NAME = "edgetl.json"
+"""Name of the JSON document embedded in each artefact (a TFLite associated file, an ONNX
+metadata_props key) and written beside it as a sidecar."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessingSpec:
+    """What a device must do to an image before the model sees it.
+
+    Attributes:
+        image_size: Model input as (height, width) in pixels.
+        color_order: Channel order of the input, "RGB" or "BGR".
+        mean: Per-channel value subtracted from the [0, 255] pixel.
+        std: Per-channel divisor applied after subtracting `mean`.
+        resize_method: How the decoded photo is resized to `image_size`: "bilinear" is
+            Pillow's bilinear filter (antialiased when shrinking), applied after EXIF rotation
+            and conversion to RGB, stretching to the target size without cropping.
+        layout: "NHWC" or "NCHW".
+        normalization: Human-readable note of what the network does inside (e.g. the
+            backbone's own scaling), for people reading the metadata.
+    """
+
+    image_size: tuple[int, int]
+    color_order: str = "RGB"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize_method: str = "bilinear"
+    layout: str = "NHWC"
+    normalization: str = ""
+
+    def __post_init__(self) -> None:
+        height, width = self.image_size
+        if height < 8 or width < 8:
+            raise EdgetlError(f"image_size must be at least 8x8. Received: image_size={self.image_size}")
+        if self.color_order not in COLOR_ORDERS:
+            raise EdgetlError(f"color_order must be one of {COLOR_ORDERS}. Received: color_order={self.color_order!r}")
+        if self.resize_method not in RESIZE_METHODS:
+            raise EdgetlError(
+                f"resize_method must be one of {RESIZE_METHODS}. Received: resize_method={self.resize_method!r}"
+            )
+        if self.layout not in LAYOUTS:
+            raise EdgetlError(f"layout must be one of {LAYOUTS}. Received: layout={self.layout!r}")
+        if any(s == 0 for s in self.std):
+            raise EdgetlError(f"std must not contain 0. Received: std={self.std}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["image_size"] = list(self.image_size)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        data["spec_version"] = SPEC_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessingSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            kwargs = {k: v for k, v in data.items() if k in known}
+            kwargs["image_size"] = tuple(int(v) for v in kwargs["image_size"])
+            for key in ("mean", "std"):
+                if key in kwargs:
+                    kwargs[key] = tuple(float(v) for v in kwargs[key])
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgetlError(f"Preprocessing spec is malformed ({e}). Received: {data!r}") from e
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelMetadata:
+    """Everything a model file carries about itself (`edgetl.json`).
+
+    Attributes:
+        labels: Class names, index i is output i.
+        preprocessing: How to turn an image into the input tensor.
+        format: Artefact format key ("keras", "tflite-int8", "onnx", ...).
+        backbone: Backbone name the model was built on.
+        source_run: Training run directory name the artefact came from.
+        edgetl_version: Version of edgetl that wrote it.
+    """
+
+    labels: tuple[str, ...]
+    preprocessing: PreprocessingSpec
+    format: str = "keras"
+    backbone: str = ""
+    source_run: str = ""
+    edgetl_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = {
+            "labels": list(self.labels),
+            "preprocessing": self.preprocessing.to_dict(),
+            "format": self.format,
+            "backbone": self.backbone,
+            "source_run": self.source_run,
+            "edgetl_version": self.edgetl_version,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelMetadata":
+        try:
+            data = json.loads(text)
+            return cls(
+                labels=tuple(str(label) for label in data["labels"]),
+                preprocessing=PreprocessingSpec.from_dict(data["preprocessing"]),
+                format=str(data.get("format", "")),
+                backbone=str(data.get("backbone", "")),
+                source_run=str(data.get("source_run", "")),
+                edgetl_version=str(data.get("edgetl_version", "")),
+                extra=dict(data.get("extra", {})),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise EdgetlError(f"Model metadata ({METADATA_FILE_NAME}) is malformed: {e}") from e
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """Read a labels file: one class name per line, blank lines at the end ignored."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgetlError(f"Cannot read labels file. Received: {path} ({e})") from e
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(line.strip() for line in lines)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it, so no reader sees half of it."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise EdgetlError(f"Cannot write {path}: {e.strerror or e}") from e
