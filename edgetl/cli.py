@@ -21,7 +21,6 @@ app = typer.Typer(
     help="Train an image classifier from a folder of photos, export it for the edge, verify it, run it.",
     no_args_is_help=True,
     add_completion=False,
-    pretty_exit_on_exception=False,
 )
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
