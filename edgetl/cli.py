@@ -8,7 +8,9 @@ Heavy modules are imported inside each command so that `edgetl --help` stays fas
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -55,3 +57,74 @@ def _main(
 
 def main() -> None:
     app()
+
+
+# --- train commands ---
+
+
+class Strategy(str, Enum):
+    feature_extract = "feature-extract"
+    fine_tune = "fine-tune"
+    scratch = "scratch"
+    linear = "linear"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    mixed = "mixed"
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of class folders: DATA_DIR/<class>/*.jpg (or train/ val/ test/ split folders).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The RUN_DIR to create.")] = Path("runs/run"),
+    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50_v2, densenet201, or hub:HANDLE (a TF-Hub handle or local SavedModel).")] = "mobilenet_v2",
+    alpha: Annotated[float, typer.Option(help="Width multiplier of MobileNet backbones.")] = 1.0,
+    weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.")] = "imagenet",
+    image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).")] = None,
+    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features.")] = Strategy.feature_extract,
+    epochs: Annotated[int, typer.Option(help="Epochs of the head (or of the scratch CNN).")] = 10,
+    fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).")] = None,
+    fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.")] = 10,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.")] = 1e-3,
+    fine_tune_learning_rate: Annotated[float, typer.Option(help="The low learning rate of fine-tuning.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and linear, which then train on cached features (many times faster).")] = None,
+    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.")] = 0.15,
+    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.")] = 0.15,
+    subset: Annotated[float, typer.Option(help="Use only this share of the photos (quick tries).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of splits, initialization and augmentation.")] = 0,
+    strict: Annotated[bool, typer.Option(help="Unreadable photos are an error instead of being skipped with a warning.")] = False,
+    device: Annotated[Device, typer.Option(help="auto uses a GPU when the Keras backend sees one.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="mixed: bfloat16/float16 compute on a GPU; the saved model stays float32.")] = Precision.float32,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing RUN_DIR (only once the new run is whole).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this RUN_DIR from its last finished epoch.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a transfer-learning classifier on a folder of labelled photos."""
+    from edgetl.backbones import BackboneOptions
+    from edgetl.train import TrainOptions
+    from edgetl.train import train as train_api
+
+    def run() -> Any:
+        backbone_options = BackboneOptions(name=backbone, alpha=alpha, image_size=image_size, weights=weights)
+        options = TrainOptions(
+            strategy=strategy.value, epochs=epochs, fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers,
+            learning_rate=learning_rate, fine_tune_learning_rate=fine_tune_learning_rate, batch_size=batch_size,
+            augment=augment, val_split=val_split, test_split=test_split, subset=subset, seed=seed, strict=strict,
+            device=device.value, precision=precision.value,
+        )
+        return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume, verbose=0 if quiet else "auto")
+
+    result = _run(run)
+    metrics = result.metrics
+    summary = ", ".join(f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}" for split in ("val", "test") if f"{split}_accuracy" in metrics)
+    console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
+    console.print(f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)")
+    console.print(f"Next: edgetl export {result.run_dir}")

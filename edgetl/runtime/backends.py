@@ -1,0 +1,270 @@
+"""One interpreter per model file, imported lazily: the only place that touches an inference engine.
+
+.tflite runs on ai-edge-litert (preferred), tflite-runtime (old devices), or `tensorflow.lite`
+only when TensorFlow is already imported by the caller; this module never imports TensorFlow
+itself. .onnx runs on onnxruntime. Every backend exposes the same four members the classifier
+needs: `input`, `output`, `run(tensor)` and `invoke()`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+
+DELEGATES = ("edgetpu",)
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+EDGETPU_INSTALL = (
+    "install the Edge TPU runtime (`sudo apt-get install libedgetpu1-std` from Coral's apt repo, "
+    "https://coral.ai/software/#debian-packages) and pass --delegate edgetpu"
+)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor as the interpreter sees it.
+
+    Attributes:
+        name: Tensor name in the graph.
+        dtype: numpy dtype name ("float32", "uint8", "int8", ...).
+        shape: Concrete shape; dynamic dimensions are reported as 1.
+        scale: Quantization scale; 0.0 for float tensors.
+        zero_point: Quantization zero point; 0 for float tensors.
+        layout: "NHWC" or "NCHW" for image inputs, "NC" for class-score outputs.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float = 0.0
+    zero_point: int = 0
+    layout: str = ""
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("uint8", "int8", "int16") and self.scale > 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point, "shape": list(self.shape)}
+
+
+class Backend(Protocol):
+    """What the classifier needs from an interpreter."""
+
+    name: str
+    input: TensorInfo
+    output: TensorInfo
+    dynamic_batch: bool
+
+    def prepare(self) -> None:
+        """Allocate tensors and read `input`, `output` and `dynamic_batch`."""
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Feed one input tensor (resizing the input if its shape changed) and return the output."""
+
+    def invoke(self) -> None:
+        """Run the model on the tensor last fed, nothing else (the benchmark's baseline)."""
+
+
+def open_backend(path: Path, *, threads: int | None, delegate: str | None) -> Backend:
+    """Open `path` on the interpreter its suffix calls for."""
+    if delegate is not None and delegate not in DELEGATES:
+        raise EdgetlError(f"delegate must be one of {DELEGATES} or None. Received: delegate={delegate!r}")
+    if threads is not None and threads < 1:
+        raise EdgetlError(f"threads must be at least 1. Received: threads={threads}")
+    if path.suffix.lower() == ".onnx":
+        if delegate is not None:
+            raise EdgetlError(f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}")
+        return OnnxBackend(path, threads)
+    return TfliteBackend(path, threads, delegate)
+
+
+def _tflite_module() -> tuple[Any, str]:
+    """The first importable TFLite interpreter module: (module with Interpreter/load_delegate, name)."""
+    try:
+        from ai_edge_litert import interpreter
+
+        return interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter
+
+        return interpreter, "tflite-runtime"
+    except ImportError:
+        pass
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:  # only reuse a TensorFlow the caller already paid for
+        return _TfLiteShim(tf), "tensorflow.lite"
+    raise EdgetlError(
+        "Running .tflite models needs a TFLite interpreter and none is installed. "
+        "Received: no ai_edge_litert, no tflite_runtime. Install one: pip install 'edgetl[runtime]'"
+    )
+
+
+class _TfLiteShim:
+    """`tensorflow.lite` laid out like the `ai_edge_litert.interpreter` module."""
+
+    def __init__(self, tf: Any) -> None:
+        self.Interpreter = tf.lite.Interpreter
+        self.load_delegate = tf.lite.experimental.load_delegate
+
+
+class TfliteBackend:
+    """A TFLite interpreter with one image input and one score output."""
+
+    def __init__(self, path: Path, threads: int | None, delegate: str | None) -> None:
+        module, self.name = _tflite_module()
+        delegates = [_load_edgetpu(module)] if delegate == "edgetpu" else None
+        try:
+            self._interpreter = module.Interpreter(
+                model_path=str(path), num_threads=threads, experimental_delegates=delegates
+            )
+        except ValueError as e:
+            raise EdgetlError(f"Not a valid TFLite model: corrupt, truncated or another format ({e}). Received: {path}") from e
+        except RuntimeError as e:  # a delegate that rejects the graph
+            raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
+        self._path = path
+        self.dynamic_batch = False
+
+    def prepare(self) -> None:
+        """Allocate tensors and read the input/output details (after the caller's custom-op checks)."""
+        try:
+            self._interpreter.allocate_tensors()
+        except RuntimeError as e:
+            raise EdgetlError(
+                f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {self._path}"
+            ) from e
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EdgetlError(
+                "An image classifier has exactly one input and one output. "
+                f"Received: {len(inputs)} inputs, {len(outputs)} outputs in {self._path}"
+            )
+        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        self.input, self.output = _tflite_info(inputs[0]), _tflite_info(outputs[0])
+        signature = inputs[0].get("shape_signature")
+        self.dynamic_batch = signature is not None and len(signature) > 0 and int(signature[0]) == -1
+        self._shape = self.input.shape
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        if tensor.shape != self._shape:
+            self._resize(tensor.shape)
+        self._interpreter.set_tensor(self._in, tensor)
+        self.invoke()
+        return self._interpreter.get_tensor(self._out)
+
+    def invoke(self) -> None:
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as e:
+            raise EdgetlError(f"The model failed at invoke: {_first_line(e)}. Received: {self._path}") from e
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        try:
+            self._interpreter.resize_tensor_input(self._in, list(shape))
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EdgetlError(f"This model cannot take an input of shape {shape}: {_first_line(e)}. Received: {self._path}") from e
+        self._shape = shape
+
+
+def _load_edgetpu(module: Any) -> Any:
+    try:
+        return module.load_delegate(EDGETPU_LIBRARY)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise EdgetlError(
+            f"The Edge TPU delegate could not be loaded. Received: {_first_line(e)}. Fix: {EDGETPU_INSTALL}"
+        ) from e
+
+
+def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(
+        name=str(detail["name"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        shape=tuple(int(d) for d in detail["shape"]),
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+class OnnxBackend:
+    """An onnxruntime CPU session with one image input and one score output."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise EdgetlError(
+                f"Running .onnx models needs onnxruntime. Received: {path.name}. Install it: pip install 'edgetl[onnx-runtime]'"
+            ) from e
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except _ort_errors(ort) as e:
+            raise EdgetlError(f"Not a valid ONNX model: corrupt, truncated or another format. Received: {path} ({_first_line(e)})") from e
+        self._path = path
+        self.metadata_props: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def prepare(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EdgetlError(
+                "An image classifier has exactly one input and one output. "
+                f"Received: {len(inputs)} inputs, {len(outputs)} outputs in {self._path}"
+            )
+        self.input, self.output = _ort_info(inputs[0], self._path), _ort_info(outputs[0], self._path)
+        self.dynamic_batch = bool(inputs[0].shape) and not isinstance(inputs[0].shape[0], int)
+        self._feed: dict[str, np.ndarray] = {}
+        self._ort = sys.modules["onnxruntime"]
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        self._feed = {self.input.name: tensor}
+        return self._run()[0]
+
+    def invoke(self) -> None:
+        self._run()
+
+    def _run(self) -> list[np.ndarray]:
+        try:
+            return self._session.run(None, self._feed)
+        except _ort_errors(self._ort) as e:
+            raise EdgetlError(f"The model failed at invoke: {_first_line(e)}. Received: {self._path}") from e
+
+
+def _ort_info(node: Any, path: Path) -> TensorInfo:
+    dtype = _ORT_TYPES.get(node.type)
+    if dtype is None or dtype in ("uint8", "int8"):
+        # ONNX keeps quantization inside the graph (QDQ); integer io has no scale the runner can read.
+        raise EdgetlError(
+            f"ONNX models must have float inputs and outputs for this runner. Received: {node.name} of type "
+            f"{node.type} in {path.name}. Export with float io (edgetl's onnx and onnx-int8 formats do)"
+        )
+    shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in node.shape)
+    return TensorInfo(name=node.name, dtype=dtype, shape=shape)
+
+
+def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception classes (they derive from Exception, not RuntimeError)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    own = (v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+    return (RuntimeError, ValueError, *own)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__

@@ -1,0 +1,614 @@
+"""Transfer learning from a folder of photos to a RUN_DIR.
+
+Strategies:
+- `feature-extract`: frozen pretrained backbone + a new head. Without augmentation the backbone
+  runs once over the photos and the head trains on the cached features (the same result, many
+  times faster); the head is then put back on the backbone.
+- `fine-tune`: the head first (as above), then the last N non-batch-norm layers of the backbone
+  at a low learning rate; the better of the two stages by validation accuracy is kept.
+- `scratch`: a small CNN trained from random weights, the baseline that shows the transfer gain.
+- `linear`: logistic regression (one softmax layer) on the pooled backbone features.
+
+Only Keras 3 APIs are used (no `import tensorflow`, no tf.data), so this runs on the TensorFlow
+and JAX backends alike. The RUN_DIR is built under a hidden `.NAME.partial` folder beside it and
+renamed when whole; `resume=True` continues that folder after a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgetl import __version__
+from edgetl.backbones import (
+    PREPROCESS_NOTES,
+    BackboneOptions,
+    build_backbone,
+    build_classifier,
+    build_feature_extractor,
+    build_head,
+    build_scratch_cnn,
+)
+from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
+from edgetl.errors import EdgetlError
+from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
+
+if TYPE_CHECKING:
+    import keras
+
+STRATEGIES = ("feature-extract", "fine-tune", "scratch", "linear")
+DEVICES = ("auto", "gpu", "cpu")
+PRECISIONS = ("float32", "mixed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """How to train.
+
+    Attributes:
+        strategy: One of `feature-extract`, `fine-tune`, `scratch`, `linear`. Defaults to
+            `feature-extract`.
+        epochs: Epochs for the head (or the whole network for `scratch`). Defaults to `10`.
+        fine_tune_epochs: Epochs of the fine-tuning stage; `None` uses `epochs`.
+        fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
+            excepted, they stay frozen) are trained in the fine-tuning stage. Defaults to `10`.
+        batch_size: Images per step. Defaults to `32`.
+        learning_rate: Learning rate of the head (and of `scratch`). Defaults to `1e-3`.
+        fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
+        dropout: Dropout before the new softmax layer. Defaults to `0.2`.
+        augment: Random flip, rotation, zoom and contrast on the training photos. `None` means on
+            for `fine-tune` and `scratch`, off for `feature-extract` and `linear` (which then
+            train on cached features).
+        val_split: Share of each class held out for validation. Defaults to `0.15`.
+        test_split: Share of each class held out for the final test. Defaults to `0.15`.
+        subset: Share of the photos to use at all, for quick tries. Defaults to `1.0`.
+        patience: Epochs without validation improvement before early stopping. Defaults to `5`.
+        seed: Seed of the splits, the initialization and the augmentation. Defaults to `0`.
+        strict: Make unreadable photos an error instead of a skipped-with-warning. Defaults to
+            `False`.
+        device: `auto` (a GPU when the Keras backend sees one), `gpu` or `cpu`. Defaults to `auto`.
+        precision: `float32` or `mixed` (bfloat16 on JAX, float16 on TensorFlow; weights and
+            the saved model stay float32). Defaults to `float32`.
+        cache_dir: Where decoded-and-resized photos are cached; `None` uses
+            `$EDGETL_CACHE_DIR` or `~/.cache/edgetl`.
+    """
+
+    strategy: str = "feature-extract"
+    epochs: int = 10
+    fine_tune_epochs: int | None = None
+    fine_tune_layers: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    dropout: float = 0.2
+    augment: bool | None = None
+    val_split: float = 0.15
+    test_split: float = 0.15
+    subset: float = 1.0
+    patience: int = 5
+    seed: int = 0
+    strict: bool = False
+    device: str = "auto"
+    precision: str = "float32"
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise EdgetlError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+        if self.fine_tune_layers < 1:
+            raise EdgetlError(f"fine_tune_layers must be at least 1. Received: fine_tune_layers={self.fine_tune_layers}")
+        if not 0 <= self.dropout < 1:
+            raise EdgetlError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+    @property
+    def uses_augmentation(self) -> bool:
+        if self.augment is None:
+            return self.strategy in ("fine-tune", "scratch")
+        return self.augment
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` produced.
+
+    Attributes:
+        run_dir: The finished RUN_DIR.
+        metrics: The content of `metrics.json`.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(repr=False)
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / "model.keras"
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EdgetlError(f"{name} must be one of {', '.join(choices)}. Received: {name}={value!r}")
+
+
+def train(
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    backbone: BackboneOptions | None = None,
+    options: TrainOptions | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Train a classifier on `data_dir/<class>/*.jpg` and write a RUN_DIR at `out`.
+
+    Args:
+        data_dir: Folder of class folders (or with `train/`, `val/`, `test/` split folders).
+        out: The RUN_DIR to create.
+        backbone: Which backbone and weights. Defaults to MobileNetV2 with ImageNet weights.
+        options: How to train. Defaults to `TrainOptions()`.
+        overwrite: Replace an existing RUN_DIR (only once the new one is whole).
+        resume: Continue an interrupted run of the same RUN_DIR from its last epoch.
+        verbose: Keras' verbosity: "auto", 0 (silent), 1 (progress bars) or 2 (a line per epoch).
+
+    Returns:
+        The RUN_DIR and its metrics.
+
+    Raises:
+        EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
+    """
+    backbone = backbone or BackboneOptions()
+    options = options or TrainOptions()
+    out = Path(out).expanduser().resolve()
+    _validate(backbone, options, out, overwrite, resume)
+    splits = load_splits(
+        data_dir, val_split=options.val_split, test_split=options.test_split, subset=options.subset, seed=options.seed
+    )
+    size = backbone.size if options.strategy != "scratch" else (backbone.image_size or 128)
+    spec = PreprocessingSpec(image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)])
+    arrays = _decode_splits(splits, spec, options, verbose)
+    work = _partial_dir(out, resume)
+    started = time.monotonic()
+    with _device_scope(options.device):
+        _apply_precision(options)
+        model, stage_report = _fit_strategy(backbone, options, splits, arrays, work, verbose)
+    metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
+    _write_run(work, model, splits, spec, metrics, backbone)
+    _publish(work, out)
+    return TrainResult(out, metrics)
+
+
+def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overwrite: bool, resume: bool) -> None:
+    if out.exists() and not (overwrite or resume):
+        raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
+    if options.strategy in ("fine-tune", "linear", "feature-extract") and backbone.weights == "none":
+        warnings.warn(
+            f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
+            stacklevel=3,
+        )
+    if backbone.is_hub and options.strategy == "fine-tune":
+        raise EdgetlError("A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy='fine-tune'")
+    if options.strategy == "scratch" and backbone.weights not in ("imagenet", "none"):
+        raise EdgetlError(f"strategy 'scratch' trains from random weights. Received: weights={backbone.weights!r}")
+
+
+def _preprocess_mode(backbone: BackboneOptions, options: TrainOptions) -> str:
+    return "unit" if options.strategy == "scratch" else backbone.preprocess_mode
+
+
+def _decode_splits(
+    splits: Splits, spec: PreprocessingSpec, options: TrainOptions, verbose: int | str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import keras
+
+    total = len(splits.train) + len(splits.val) + len(splits.test)
+    bar = keras.utils.Progbar(total, unit_name="photo") if verbose not in (0, "0") else None
+    decoded = 0
+
+    def advance(count: int) -> None:
+        nonlocal decoded
+        decoded += count
+        bar.update(decoded) if bar else None
+
+    cache_dir = options.cache_dir or default_cache_dir()
+    arrays = {
+        name: decode_images(getattr(splits, name), spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
+        for name in ("train", "val", "test")
+    }
+    if bar and decoded < total:  # photos read from the cache were not counted
+        bar.update(total)
+    for name, (_, labels) in arrays.items():
+        missing = set(range(len(splits.class_names))) - set(labels.tolist())
+        if name == "train" and missing:
+            names = [splits.class_names[i] for i in sorted(missing)]
+            raise EdgetlError(f"No readable training images left for class(es) {names}. Received: {splits.data_dir}")
+    return arrays
+
+
+def _partial_dir(out: Path, resume: bool) -> Path:
+    work = out.with_name(f".{out.name}.partial")
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    if resume and not work.exists():
+        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {out}")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgetlError(f"Cannot create the RUN_DIR's parent folder: {e.strerror}. Received: {out}") from e
+    return work
+
+
+def _device_scope(device: str) -> AbstractContextManager[Any]:
+    """Place training on the asked device; `auto` lets Keras pick (a GPU when it sees one)."""
+    import keras
+
+    gpus = _visible_gpus()
+    if device == "gpu" and not gpus:
+        raise EdgetlError(
+            f"--device gpu, but the Keras backend {keras.backend.backend()!r} sees no GPU. Use --device auto or cpu."
+        )
+    if device == "cpu":
+        return keras.device("cpu:0")
+    if len(gpus) > 1 and keras.backend.backend() == "jax":
+        # Data parallelism through Keras' own distribution API: a batch is split across GPUs.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=gpus))
+    return nullcontext()
+
+
+def _visible_gpus() -> list[str]:
+    import keras
+
+    try:
+        return keras.distribution.list_devices("gpu")
+    except (NotImplementedError, ValueError, RuntimeError):  # a backend without device listing
+        return []
+
+
+def _apply_precision(options: TrainOptions) -> None:
+    import keras
+
+    if options.precision == "mixed":
+        policy = "mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16"
+        keras.mixed_precision.set_global_policy(policy)
+    else:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stage:
+    """One `fit` call: what it trains on and where it keeps its checkpoints."""
+
+    name: str
+    model: "keras.Model"
+    x: np.ndarray
+    y: np.ndarray
+    val: tuple[np.ndarray, np.ndarray] | None
+    epochs: int
+    learning_rate: float
+
+
+def _fit_strategy(
+    backbone_opts: BackboneOptions,
+    options: TrainOptions,
+    splits: Splits,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    work: Path,
+    verbose: int | str,
+) -> tuple["keras.Model", dict[str, Any]]:
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    num_classes = len(splits.class_names)
+    (x_train, y_train), (x_val, y_val) = arrays["train"], arrays["val"]
+    val = (x_val, y_val) if len(y_val) else None
+    if options.strategy == "scratch":
+        model = build_scratch_cnn(x_train.shape[1], num_classes)
+        _run_stage(_Stage("scratch", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+        return model, {}
+    backbone = build_backbone(backbone_opts)
+    backbone.trainable = False
+    dropout = 0.0 if options.strategy == "linear" else options.dropout
+    head = build_head(num_classes, dropout)
+    model = build_classifier(backbone, backbone_opts.preprocess_mode, head)
+    if options.uses_augmentation:
+        _run_stage(_Stage("head", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+    else:
+        extractor = build_feature_extractor(backbone, backbone_opts.preprocess_mode)
+        _train_head_on_features(extractor, head, options, arrays, work, verbose)
+    if options.strategy != "fine-tune":
+        return model, {}
+    return model, _fine_tune(model, backbone, options, arrays, val, work, verbose)
+
+
+def _with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Model":
+    """Random flip, rotation, zoom and contrast in front of `model` (training only)."""
+    import keras
+
+    if not options.uses_augmentation:
+        return model
+    seed = options.seed
+    augment = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.08, seed=seed + 1),
+            keras.layers.RandomZoom(0.15, seed=seed + 2),
+            keras.layers.RandomContrast(0.15, seed=seed + 3),
+        ],
+        name="edgetl_augment",
+    )
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    return keras.Model(inputs, model(augment(inputs)), name="edgetl_training")
+
+
+def _train_head_on_features(
+    extractor: "keras.Model",
+    head: "keras.Model",
+    options: TrainOptions,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    work: Path,
+    verbose: int | str,
+) -> None:
+    """Run the frozen backbone once per photo, then fit only the head on those features."""
+    import keras
+
+    features = {
+        name: (extractor.predict(x, batch_size=options.batch_size, verbose=verbose), y) if len(y) else (x, y)
+        for name, (x, y) in arrays.items()
+        if name != "test"
+    }
+    val = features["val"] if len(features["val"][1]) else None
+    inputs = keras.Input(features["train"][0].shape[1:], name="features")
+    head_model = keras.Model(inputs, head(inputs), name="edgetl_head_on_features")
+    _run_stage(_Stage("head", head_model, *features["train"], val, options.epochs, options.learning_rate), options, work, verbose)
+
+
+def _fine_tune(
+    model: "keras.Model",
+    backbone: "keras.Model",
+    options: TrainOptions,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    work: Path,
+    verbose: int | str,
+) -> dict[str, Any]:
+    """Unfreeze the last N layers and train at the low rate; keep the better stage."""
+    before = _val_score(model, val, options)
+    head_weights = model.get_weights()
+    unfrozen = _unfreeze_last_layers(backbone, options.fine_tune_layers)
+    epochs = options.fine_tune_epochs or options.epochs
+    x_train, y_train = arrays["train"]
+    _run_stage(
+        _Stage("fine-tune", _with_augmentation(model, options), x_train, y_train, val, epochs, options.fine_tune_learning_rate),
+        options,
+        work,
+        verbose,
+    )
+    after = _val_score(model, val, options)
+    kept = "fine-tuned"
+    if val is not None and after < before:
+        model.set_weights(head_weights)
+        kept = "head-only (fine-tuning made validation worse)"
+    return {
+        "unfrozen_layers": unfrozen,
+        "head_val_accuracy": before[0],
+        "fine_tuned_val_accuracy": after[0],
+        "kept": kept,
+    }
+
+
+def _val_score(model: "keras.Model", val: tuple[np.ndarray, np.ndarray] | None, options: TrainOptions) -> tuple[float, float]:
+    """(accuracy, -loss) on the validation photos: higher is better, ties broken by loss."""
+    if val is None:
+        return (0.0, 0.0)
+    probs = model.predict(val[0], batch_size=options.batch_size, verbose=0)
+    picked = np.clip(probs[np.arange(len(val[1])), val[1]], 1e-7, 1.0)
+    return float(np.mean(probs.argmax(axis=1) == val[1])), float(np.mean(np.log(picked)))
+
+
+def _unfreeze_last_layers(backbone: "keras.Model", count: int) -> list[str]:
+    import keras
+
+    backbone.trainable = True
+    candidates = [
+        layer for layer in backbone.layers if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    chosen = {id(layer) for layer in candidates[-count:]}
+    for layer in backbone.layers:
+        layer.trainable = id(layer) in chosen
+    return [layer.name for layer in candidates[-count:]]
+
+
+def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | str) -> None:
+    """Compile and fit one stage with checkpoints, early stopping, LR schedule and logs.
+
+    Each stage keeps a `BackupAndRestore` folder, so `--resume` continues after a crash from
+    the last finished epoch; a stage that already finished is replayed from its saved weights.
+    """
+    import keras
+
+    done_marker = work / "stages" / f"{stage.name}.weights.h5"
+    if done_marker.exists():
+        stage.model.load_weights(done_marker)
+        return
+    stage_dir = work / "stages" / stage.name
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    monitor = "val_loss" if stage.val is not None else "loss"
+    stage.model.compile(
+        optimizer=keras.optimizers.Adam(stage.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(work / "checkpoints" / f"{stage.name}-best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6),
+        keras.callbacks.CSVLogger(str(stage_dir / "history.csv"), append=True),
+        *_tensorboard(work / "logs" / stage.name),
+    ]
+    (work / "checkpoints").mkdir(exist_ok=True)
+    stage.model.fit(
+        stage.x,
+        stage.y,
+        validation_data=stage.val,
+        epochs=stage.epochs,
+        batch_size=options.batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=True,
+    )
+    stage.model.save_weights(done_marker)
+
+
+def _tensorboard(log_dir: Path) -> list["keras.callbacks.Callback"]:
+    """TensorBoard logs where they can be written: Keras writes them through TensorFlow."""
+    import importlib.util
+
+    import keras
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
+        return []
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False)]
+
+
+# --- evaluation and the RUN_DIR ---------------------------------------------------------------
+
+
+def _evaluate(
+    model: "keras.Model",
+    splits: Splits,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    options: TrainOptions,
+    backbone: BackboneOptions,
+    spec: PreprocessingSpec,
+    stage_report: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    names = splits.class_names
+    report: dict[str, Any] = {
+        "strategy": options.strategy,
+        "backbone": {"name": backbone.name if options.strategy != "scratch" else "scratch_cnn", "alpha": backbone.alpha, "weights": backbone.weights},
+        "image_size": list(spec.image_size),
+        "augment": options.uses_augmentation,
+        "class_names": list(names),
+        "class_counts": {
+            split: {names[i]: int(np.sum(labels == i)) for i in range(len(names))} for split, (_, labels) in arrays.items()
+        },
+        "train_seconds": round(seconds, 1),
+        "edgetl_version": __version__,
+    }
+    for split in ("val", "test"):
+        x, y = arrays[split]
+        if len(y):
+            predicted = model.predict(x, batch_size=options.batch_size, verbose=0).argmax(axis=1)
+            report |= _classification_report(split, y, predicted, names)
+    if stage_report:
+        report["fine_tune"] = stage_report
+    return report
+
+
+def _classification_report(split: str, truth: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    per_class = {}
+    for i, name in enumerate(names):
+        tp = confusion[i, i]
+        per_class[name] = {
+            "precision": round(float(tp / confusion[:, i].sum()), 4) if confusion[:, i].sum() else 0.0,
+            "recall": round(float(tp / confusion[i].sum()), 4) if confusion[i].sum() else 0.0,
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        f"{split}_accuracy": round(float(np.mean(truth == predicted)), 4),
+        f"{split}_per_class": per_class,
+        f"{split}_confusion_matrix": confusion.tolist(),
+    }
+
+
+def _write_run(
+    work: Path, model: "keras.Model", splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any], backbone: BackboneOptions
+) -> None:
+    import keras
+
+    from edgetl.plots import plot_confusion, plot_curves
+
+    final = _float32_copy(model)
+    final.save(work / "model.keras")
+    write_text_atomic(work / "labels.txt", "\n".join(splits.class_names) + "\n")
+    write_text_atomic(work / "preprocessing.json", json.dumps(spec.to_dict(), indent=2))
+    metadata = ModelMetadata(
+        labels=splits.class_names,
+        preprocessing=spec,
+        format="keras",
+        backbone=metrics["backbone"]["name"],
+        source_run=work.name.removeprefix(".").removesuffix(".partial"),
+        edgetl_version=__version__,
+    )
+    write_text_atomic(work / "metadata.json", metadata.to_json())
+    write_text_atomic(work / "splits.json", splits.to_json())
+    history = _merge_histories(work / "stages")
+    _write_history(work / "history.csv", history)
+    write_text_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
+    plot_curves(history, work / "curves.png")
+    if "test_confusion_matrix" in metrics or "val_confusion_matrix" in metrics:
+        split = "test" if "test_confusion_matrix" in metrics else "val"
+        plot_confusion(np.array(metrics[f"{split}_confusion_matrix"]), splits.class_names, work / "confusion.png", title=f"{split} split")
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _float32_copy(model: "keras.Model") -> "keras.Model":
+    """The model as saved: float32 throughout, whatever precision it trained in."""
+    import keras
+
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    config = json.loads(json.dumps(model.get_config()).replace('"mixed_bfloat16"', '"float32"').replace('"mixed_float16"', '"float32"'))
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _merge_histories(stages_dir: Path) -> list[dict[str, str]]:
+    """All stages' per-epoch logs in order, with a `stage` column and a running epoch count."""
+    rows: list[dict[str, str]] = []
+    for name in ("scratch", "head", "fine-tune"):
+        path = stages_dir / name / "history.csv"
+        if path.exists():
+            with open(path, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    rows.append({"epoch": str(len(rows) + 1), "stage": name, **{k: v for k, v in row.items() if k != "epoch"}})
+    return rows
+
+
+def _write_history(path: Path, rows: list[dict[str, str]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [",".join(columns)] + [",".join(row.get(c, "") for c in columns) for row in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Swap the finished partial folder in under the final name (the old run goes last)."""
+    shutil.rmtree(work / "stages", ignore_errors=True)
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    work.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
