@@ -128,3 +128,112 @@ def train(
     console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
     console.print(f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)")
     console.print(f"Next: edgetl export {result.run_dir}")
+
+
+# --- runtime commands ---
+
+
+class DelegateChoice(str, Enum):
+    edgetpu = "edgetpu"
+
+
+def _runtime_warnings(caught: list[Any]) -> None:
+    """Show warnings raised while opening a model (e.g. a labels file of the wrong length) as one line each."""
+    for warning in caught:
+        err_console.print(f"warning: {warning.message}", markup=False, highlight=False)
+
+
+def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoice | None, labels: Path | None = None) -> Any:
+    import warnings
+
+    from edgetl.runtime import Classifier
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = _run(Classifier.from_file, model, threads=threads, delegate=delegate.value if delegate else None, labels=labels)
+    _runtime_warnings(caught)
+    return clf
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
+    images: Annotated[list[Path], typer.Argument(help="Photos to classify.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes shown per photo.")] = 3,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels file (one per line) overriding the model's own labels.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: the interpreter's).")] = None,
+    delegate: Annotated[Optional[DelegateChoice], typer.Option(help="Run on an accelerator: edgetpu loads libedgetpu.so.1.")] = None,
+) -> None:
+    """Classify photos with an exported model; labels and preprocessing are read from the model file."""
+    import json
+
+    from edgetl.runtime.classifier import prediction_records
+
+    clf = _open_classifier(model, threads=threads, delegate=delegate, labels=labels)
+    results = _run(clf.classify, images, top_k=top_k)
+    if json_output:
+        typer.echo(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model.name} ({clf.backend})")
+    for column in ("image", "rank", "label", "index", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
+    for image, predictions in zip(images, results):
+        for rank, p in enumerate(predictions, start=1):
+            table.add_row(str(image) if rank == 1 else "", str(rank), p.label, str(p.index), f"{p.score:.4f}")
+    console.print(table)
+
+
+@app.command()
+def bench(
+    model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: the interpreter's).")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed iterations.")] = 100,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed iterations first.")] = 10,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
+    delegate: Annotated[Optional[DelegateChoice], typer.Option(help="Run on an accelerator: edgetpu loads libedgetpu.so.1.")] = None,
+) -> None:
+    """Time a model: p50/p90/p99 latency, images/s, and the runner's overhead over a bare invoke()."""
+    import json
+
+    from edgetl.runtime.benchmark import benchmark
+
+    clf = _open_classifier(model, threads=threads, delegate=delegate)
+    report = _run(benchmark, clf, runs=runs, warmup=warmup)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model.name} ({report.backend}, threads={report.threads or 'default'}, {report.runs} runs)")
+    for column in ("step", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for name, latency in (("bare invoke()", report.invoke), ("run_pixels (runner)", report.run_pixels)):
+        table.add_row(name, f"{latency.p50_ms:.3f}", f"{latency.p90_ms:.3f}", f"{latency.p99_ms:.3f}")
+    console.print(table)
+    console.print(f"{report.images_per_s:.1f} images/s; runner overhead {report.runner_overhead:+.1%} over bare invoke()")
+
+
+@app.command()
+def selftest(
+    model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx) to check on this device.")],
+    golden: Annotated[Optional[Path], typer.Option(help="Folder with golden.json (default: golden/ beside the model).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
+) -> None:
+    """Re-run a model on its golden vectors; exit 0 if every image matches, 1 if any differs."""
+    import json
+
+    from edgetl.runtime.golden import check_golden
+
+    report = _run(check_golden, model, golden if golden is not None else model.parent / "golden")
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for check in report.checks:
+            mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+            console.print(f"{mark} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
+        verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
+        console.print(f"{verdict} {model.name} against {report.golden}")
+    raise typer.Exit(code=0 if report.passed else 1)

@@ -8,6 +8,7 @@ needs: `input`, `output`, `run(tensor)` and `invoke()`.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,9 @@ class TfliteBackend:
 
 def _load_edgetpu(module: Any) -> Any:
     try:
+        # Probe with ctypes first: the interpreters' Delegate.__del__ prints a traceback when the
+        # library is missing (its constructor fails before setting `_library`).
+        ctypes.CDLL(EDGETPU_LIBRARY)
         return module.load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as e:
         raise EdgetlError(

@@ -250,10 +250,10 @@ def load_runner(
 def _read_model_bytes(path: Path) -> bytes:
     """Read the model file and refuse, before any interpreter sees it, what is clearly not a model."""
     suffix = path.suffix.lower()
-    if suffix not in MODEL_SUFFIXES:
-        raise EdgetlError(f"Model files must end in one of {MODEL_SUFFIXES}. Received: {path}")
     if path.is_dir():
         raise EdgetlError(f"Expected a model file, got a directory. Received: {path}")
+    if suffix not in MODEL_SUFFIXES:
+        raise EdgetlError(f"Model files must end in one of {MODEL_SUFFIXES}. Received: {path}")
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
