@@ -132,15 +132,6 @@ public final class PreprocessingSpec {
     public Layout layout() { return layout; }
     public String normalization() { return normalization; }
 
-    /** True when (pixel - mean) / std is the pixel itself, so integer inputs need no float maths. */
-    public boolean isIdentityNormalization() {
-        for (int c = 0; c < 3; c++) {
-            if (mean[c] != 0.0 || std[c] != 1.0) {
-                return false;
-            }
-        }
-        return true;
-    }
 
     @Override
     public String toString() {

@@ -45,13 +45,20 @@ public final class Preprocessor {
     }
 
     /**
-     * Turns model-sized pixels into the input tensor's bytes (little-endian for float32, the byte
+     * Turns model-sized pixels into the input tensor's bytes, exactly as
+     * {@code edgetl.runtime.Classifier.quantize_input} does (little-endian for float32, the byte
      * order of every Android ABI and of NumPy on x86-64 and arm64).
      *
-     * <p>Float: {@code x = (pixel - mean[c]) / std[c]} in float32. Quantized:
-     * {@code q = clamp(round_half_even(x / scale + zero_point))}, computed in float32 like NumPy does
-     * on float32 arrays; when mean is 0, std is 1 and the scale is exactly 1 (the edgetl case) that
-     * is the integer shift {@code q = clamp(pixel + zero_point)}, with no rounding at all.
+     * <ul>
+     *   <li>float32 input: {@code (pixel - mean[c]) / std[c]} in float32;</li>
+     *   <li>uint8/int8 input whose affine map {@code pixel -> (pixel - mean) / std / scale + zero_point}
+     *       is an integer shift {@code pixel + k} within one quantization step over [0, 255] (the
+     *       edgetl case: mean 0, std 1, scale ~1, and Coral-style raw-pixel models): exactly
+     *       {@code clamp(pixel + k)}, see {@link #identityShift};</li>
+     *   <li>other uint8/int8 input: {@code clamp(rint((pixel - mean[c]) / std[c] / scale + zero_point))}
+     *       in float64, rounding half to even like {@code np.rint}.</li>
+     * </ul>
+     * {@code mean[c]}/{@code std[c]} apply to channel c of the tensor, i.e. after the colour order.
      *
      * @param pixels output of {@link #pixels}: HWC bytes in the spec's colour order
      * @param input the model's input tensor type and quantization
@@ -65,16 +72,18 @@ public final class Preprocessor {
         int n = h * w * 3;
         TensorSpec.DataType type = input.dataType();
         ByteBuffer out = ByteBuffer.allocate(n * type.bytes).order(ByteOrder.LITTLE_ENDIAN);
-        float[] mean = new float[3];
-        float[] std = new float[3];
+        double[] mean = spec.mean();
+        double[] std = spec.std();
+        float[] mean32 = new float[3];
+        float[] std32 = new float[3];
         for (int c = 0; c < 3; c++) {
-            mean[c] = (float) spec.mean()[c];
-            std[c] = (float) spec.std()[c];
+            mean32[c] = (float) mean[c];
+            std32[c] = (float) std[c];
         }
-        boolean identity = spec.isIdentityNormalization();
-        boolean shiftOnly = identity && input.scale() == 1.0;
-        float scale = (float) input.scale();
-        float zeroPoint = input.zeroPoint();
+        // An integer tensor without quantization (scale 0) takes the values as they are.
+        double scale = input.scale() > 0.0 ? input.scale() : 1.0;
+        int zeroPoint = input.scale() > 0.0 ? input.zeroPoint() : 0;
+        Integer shift = type.isInteger() ? identityShift(mean, std, scale, zeroPoint) : null;
         boolean nchw = spec.layout() == PreprocessingSpec.Layout.NCHW;
         for (int i = 0; i < n; i++) {
             // i walks the tensor in its own layout; src is the matching HWC pixel byte.
@@ -86,36 +95,54 @@ public final class Preprocessor {
             }
             int pixel = pixels[src] & 0xFF;
             if (type == TensorSpec.DataType.FLOAT32) {
-                out.putFloat(identity ? (float) pixel : ((float) pixel - mean[c]) / std[c]);
+                out.putFloat(((float) pixel - mean32[c]) / std32[c]);
                 continue;
             }
-            long q;
-            if (shiftOnly) {
-                q = (long) pixel + input.zeroPoint();
-            } else {
-                float x = identity ? (float) pixel : ((float) pixel - mean[c]) / std[c];
-                float v = x / scale + zeroPoint;
-                q = (long) Math.rint(v);
-            }
-            q = Math.max(type.min(), Math.min(type.max(), q));
-            out.put((byte) q);
+            double q = shift != null
+                    ? pixel + shift
+                    : Math.rint(((double) pixel - mean[c]) / std[c] / scale + zeroPoint);
+            out.put((byte) (int) Math.max(type.min(), Math.min(type.max(), q)));
         }
         return out.array();
     }
 
     /**
-     * Real-valued scores from an output tensor's raw values: {@code (q - zero_point) * scale} in
-     * float32 for uint8/int8, the values themselves for float32.
+     * The integer k with {@code q(p) = p + k} within one quantization step for every p in [0, 255],
+     * or {@code null}: {@code edgetl.runtime.classifier._identity_shift}, in float64 like it.
+     *
+     * <p>Per channel, slope {@code 1 / (std * scale)} and offset {@code zero_point - mean * slope};
+     * the shift is {@code rint(offset)}, the same for all channels, and the map may stray from it
+     * by at most one step (plus 1e-9) at p = 0 and p = 255.
+     */
+    static Integer identityShift(double[] mean, double[] std, double scale, int zeroPoint) {
+        double shift = Double.NaN;
+        double worst = 0.0;
+        for (int c = 0; c < 3; c++) {
+            double slope = 1.0 / (std[c] * scale);
+            double offset = zeroPoint - mean[c] * slope;
+            double rounded = Math.rint(offset);
+            if (c > 0 && rounded != shift) {
+                return null;
+            }
+            shift = rounded;
+            worst = Math.max(worst, Math.max(Math.abs(offset - rounded), Math.abs((slope - 1.0) * 255.0 + offset - rounded)));
+        }
+        return worst <= 1.0 + 1e-9 ? (int) shift : null;
+    }
+
+    /**
+     * Real-valued scores from an output tensor's raw values, as
+     * {@code Classifier.dequantize_output}: {@code (q - zero_point) * scale} in float32 for quantized
+     * outputs, the values themselves (as float32) otherwise.
      *
      * @param raw the output's elements; for uint8 pass 0..255 (not Java's signed bytes)
      */
     public static float[] dequantize(double[] raw, TensorSpec output) {
         float[] out = new float[raw.length];
         float scale = (float) output.scale();
+        float zeroPoint = (float) output.zeroPoint();
         for (int i = 0; i < raw.length; i++) {
-            out[i] = output.dataType().isQuantized()
-                    ? (float) (raw[i] - output.zeroPoint()) * scale
-                    : (float) raw[i];
+            out[i] = output.isQuantized() ? ((float) raw[i] - zeroPoint) * scale : (float) raw[i];
         }
         return out;
     }

@@ -7,7 +7,8 @@ import java.util.Locale;
  * Element type and quantization of one model tensor, as the interpreter reports it.
  *
  * <p>For quantized tensors {@code real = (q - zeroPoint) * scale}. Float tensors carry scale 0 and
- * zero point 0, as TFLite reports them.
+ * zero point 0, as TFLite reports them; an integer tensor with scale 0 is not quantized (its values
+ * are used as they are), as in {@code edgetl.runtime.backends.TensorInfo.quantized}.
  */
 public final class TensorSpec {
     /** The element types an edgetl classifier uses for its input and output. */
@@ -33,7 +34,7 @@ public final class TensorSpec {
                     + ". Supported: float32, uint8, int8");
         }
 
-        boolean isQuantized() {
+        boolean isInteger() {
             return this != FLOAT32;
         }
 
@@ -52,16 +53,21 @@ public final class TensorSpec {
     private final int[] shape;
 
     /**
-     * @throws MetadataException if a quantized type comes without a positive scale
+     * @throws MetadataException if the scale is negative or not finite
      */
     public TensorSpec(DataType dataType, double scale, int zeroPoint, int[] shape) {
-        if (dataType.isQuantized() && !(scale > 0.0 && Double.isFinite(scale))) {
-            throw new MetadataException("A " + dataType.numpyName + " tensor needs a positive quantization scale. Received: scale=" + scale);
+        if (!(scale >= 0.0 && Double.isFinite(scale))) {
+            throw new MetadataException("A tensor's quantization scale must be finite and >= 0. Received: scale=" + scale);
         }
         this.dataType = dataType;
         this.scale = scale;
         this.zeroPoint = zeroPoint;
         this.shape = shape == null ? new int[0] : shape.clone();
+    }
+
+    /** True for an integer tensor with a positive scale: its values are {@code (q - zeroPoint) * scale}. */
+    public boolean isQuantized() {
+        return dataType.isInteger() && scale > 0.0;
     }
 
     public DataType dataType() { return dataType; }
