@@ -168,3 +168,25 @@ def compile_model(model: bytes, *, timeout_s: int = 600) -> tuple[bytes, str]:
         if proc.returncode != 0 or not compiled.exists():
             raise EdgetlError(f"{COMPILER} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
         return compiled.read_bytes(), proc.stdout
+
+
+def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
+    """Edge TPU model: int8 TFLite with batch 1, pre-flight report beside it, then the compiler.
+
+    The pre-flight report (`model_edgetpu_preflight.json`) is written first, so it is there even
+    when the compiler is missing or fails.
+    """
+    import json
+
+    from edgetl.export import tflite
+    from edgetl.inspect import read_tflite
+    from edgetl.spec import write_text_atomic
+
+    data = tflite.convert(source, "int8", calib=calib, io_dtype=opts.io_dtype, batch=1)
+    parsed = read_tflite(data, source="edgetpu")
+    report = preflight(parsed["operators"], parsed["inputs"], parsed["outputs"])
+    write_text_atomic(out.with_name(f"{out.stem}_preflight.json"), json.dumps(report.to_dict(), indent=2))
+    compiled, log = compile_model(data)
+    return tflite.finish(source, compiled, "edgetpu", out, quantization=f"full integer int8 ({opts.io_dtype} io), "
+                         "compiled for the Edge TPU", edgetpu_compiler_log=log.strip()[-2000:],
+                         calibration_images=int(len(calib)) if calib is not None else 0)

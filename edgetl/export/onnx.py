@@ -1,0 +1,90 @@
+"""ONNX exporters: float (tf2onnx) and int8 (onnxruntime static quantization).
+
+The int8 model uses QDQ format, signed int8 activations and weights, per-channel weights and
+MinMax calibration on the same calibration set as the TFLite int8 model: the most accurate of
+the onnxruntime variants measured in STACK.md. Its input and output stay float32, so the same
+runtime code feeds it as the float model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgetl.export.common import ExportSource, artefact_metadata, check_output, write_artefact
+from edgetl.spec import METADATA_FILE_NAME
+
+if TYPE_CHECKING:
+    from edgetl.export import ExportOptions
+
+INPUT_NAME = "pixels"
+
+
+def _io(model: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from onnx import helper
+
+    def one(value: Any) -> dict[str, Any]:
+        t = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": shape,
+                "scale": None, "zero_point": None}
+
+    initializers = {t.name for t in model.graph.initializer}
+    return [one(v) for v in model.graph.input if v.name not in initializers], [one(v) for v in model.graph.output]
+
+
+def finish(source: ExportSource, model: Any, fmt: str, out: Path, **extra: Any) -> Path:
+    """Check the graph, store `edgetl.json` and `labels` in `metadata_props`, write it."""
+    import onnx
+
+    onnx.checker.check_model(model)
+    inputs, outputs = _io(model)
+    check_output(source, outputs, fmt)
+    meta = artefact_metadata(source, fmt, input=inputs[0], output=outputs[0], **extra)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {METADATA_FILE_NAME: meta.to_json(), "labels": "\n".join(meta.labels)})
+    model.doc_string = f"edgetl image classifier ({fmt}), {len(meta.labels)} classes"
+    return write_artefact(out, model.SerializeToString(), meta)
+
+
+def export_onnx(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Float32 ONNX converted by tf2onnx at `opts.onnx_opset`."""
+    import onnx
+
+    model = onnx.load_from_string(source.onnx_float(opts.onnx_opset))
+    return finish(source, model, "onnx", out, onnx_opset=opts.onnx_opset, quantization="none")
+
+
+def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Int8 ONNX: QDQ, s8 activations and per-channel s8 weights, calibrated like tflite-int8."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calib is None or len(calib) == 0:
+        raise ValueError("onnx-int8 needs calibration images")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(range(len(calib)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            i = next(self._it, None)
+            return None if i is None else {INPUT_NAME: calib[i : i + 1].astype(np.float32)}
+
+    with tempfile.TemporaryDirectory(prefix="onnx_int8_", dir=source.workdir) as tmp:
+        float_path, prep_path, q_path = (Path(tmp) / n for n in ("float.onnx", "prep.onnx", "int8.onnx"))
+        float_path.write_bytes(source.onnx_float(opts.onnx_opset))
+        # skip_symbolic_shape: the symbolic pass needs sympy and the shapes here are static anyway.
+        quant_pre_process(float_path, prep_path, skip_symbolic_shape=True)
+        quantize_static(prep_path, q_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        model = onnx.load(str(q_path))
+    return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,
+                  quantization="onnxruntime static QDQ, int8 activations, per-channel int8 weights",
+                  calibration_images=int(len(calib)))

@@ -1,0 +1,82 @@
+"""TFLite exporters: fp32, dynamic-range, fp16 and full-integer int8, one function each.
+
+All four convert with `TFLiteConverter.from_saved_model` on a `model.export(dir)` SavedModel
+(STACK.md: `from_concrete_functions` on a Keras 3 model silently writes a NaN model), then embed
+standard TFLite Model Metadata plus `labels.txt` and `edgetl.json` (`tflite_metadata.embed`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgetl.export import tflite_metadata
+from edgetl.export.common import ExportSource, artefact_metadata, check_output, io_extra, write_artefact
+
+if TYPE_CHECKING:
+    from edgetl.export import ExportOptions
+
+MODES = ("fp32", "dynamic", "fp16", "int8")
+
+
+def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "int8",
+            batch: int | None = None) -> bytes:
+    """Convert the source model to a TFLite flatbuffer in one of `MODES` (no metadata yet)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
+    if mode != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        if calib is None or len(calib) == 0:
+            raise ValueError("int8 conversion needs calibration images")
+        converter.representative_dataset = lambda: ([calib[i : i + 1].astype(np.float32)] for i in range(len(calib)))
+        # Full integer: every op int8, or the conversion fails instead of silently keeping floats.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+        converter.inference_output_type = converter.inference_input_type
+    return bytes(converter.convert())
+
+
+def finish(source: ExportSource, data: bytes, fmt: str, out: Path, **extra: Any) -> Path:
+    """Check the converted model, embed its metadata, write artefact + sidecar."""
+    from edgetl.inspect import read_tflite
+
+    parsed = read_tflite(data, source=fmt)
+    check_output(source, parsed["outputs"], fmt)
+    meta = artefact_metadata(source, fmt, **io_extra(parsed["inputs"], parsed["outputs"]), **extra)
+    name = f"{source.metadata.backbone or 'edgetl'} image classifier ({fmt})"
+    labelled = tflite_metadata.embed(
+        data, meta, model_name=name,
+        description=f"Classifies an RGB photo into {len(meta.labels)} classes: {', '.join(meta.labels[:10])}"
+        + (", ..." if len(meta.labels) > 10 else "."),
+    )
+    return write_artefact(out, labelled, meta)
+
+
+def export_tflite_fp32(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Float32 TFLite: the reference artefact, numerically the Keras model."""
+    return finish(source, convert(source, "fp32"), "tflite-fp32", out, quantization="none")
+
+
+def export_tflite_dynamic(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Dynamic-range TFLite: int8 weights, float activations; no calibration needed."""
+    return finish(source, convert(source, "dynamic"), "tflite-dynamic", out,
+                  quantization="dynamic range: int8 weights, float32 activations")
+
+
+def export_tflite_fp16(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Float16-weight TFLite: half the size, float32 math on CPUs (GPU delegates run fp16)."""
+    return finish(source, convert(source, "fp16"), "tflite-fp16", out, quantization="float16 weights")
+
+
+def export_tflite_int8(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
+    """Full-integer TFLite: int8 weights and activations, int8 or uint8 input/output."""
+    data = convert(source, "int8", calib=calib, io_dtype=opts.io_dtype)
+    return finish(source, data, "tflite-int8", out,
+                  quantization=f"full integer int8, {opts.io_dtype} input/output, per-channel weights",
+                  calibration_images=int(len(calib)) if calib is not None else 0)

@@ -1,0 +1,459 @@
+"""`edgetl verify`: prove each exported artefact behaves like the float Keras model, image by image.
+
+Every photo is decoded once (`edgetl.runtime.image.load_pixels`) to uint8 pixels; the Keras
+model sees them as float32, each artefact through `edgetl.runtime.Classifier` (the code path
+that ships to devices, which quantizes int8 inputs with the tensor's scale and zero point). For
+each artefact: output shape first, then top-1 agreement with the float model, max and mean
+|Δprobability|, accuracy and its delta (overall and per class), size and CPU latency. All checks
+run before the verdict; thresholds come from each format's `Parity` row in
+`edgetl.export.FORMATS`, with `min_agreement`/`max_accuracy_drop` overridable for all.
+
+Writes `verify.json`, `verify.md` and `parity.png` into `RUN_DIR/export/`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.runtime.image import is_image_file, load_pixels
+
+BATCH = 32
+LATENCY_RUNS = 20
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """How one artefact compares with the float model.
+
+    Attributes:
+        name: Artefact file name.
+        format: Format key (from its sidecar or file name).
+        path: The artefact.
+        size_bytes: File size.
+        shape_ok: Output shape equals the float model's (N, num_classes).
+        top1_agreement: Share of images where its top-1 class equals the float model's.
+        max_abs_diff: Largest |probability difference| over all images and classes.
+        mean_abs_diff: Mean |probability difference|.
+        accuracy: Top-1 accuracy on the labelled images, or None when unlabelled.
+        accuracy_delta: `accuracy` minus the float model's, or None.
+        per_class_delta: Per-label accuracy minus the float model's, or None.
+        latency_ms_p50: Median single-image latency (`Classifier.run_pixels`) on this CPU.
+        latency_ms_p95: 95th percentile of the same.
+        threshold: The thresholds applied: min_agreement, max_accuracy_drop, atol.
+        failures: Each failed check as a sentence; empty when it passed.
+    """
+
+    name: str
+    format: str
+    path: Path
+    size_bytes: int
+    shape_ok: bool
+    top1_agreement: float
+    max_abs_diff: float
+    mean_abs_diff: float
+    accuracy: float | None
+    accuracy_delta: float | None
+    per_class_delta: dict[str, float] | None
+    latency_ms_p50: float
+    latency_ms_p95: float
+    threshold: dict[str, float | None]
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "format": self.format, "path": str(self.path), "size_bytes": self.size_bytes,
+            "accuracy": self.accuracy, "accuracy_delta": self.accuracy_delta, "agreement": self.top1_agreement,
+            "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff,
+            "latency_ms_p50": self.latency_ms_p50, "latency_ms_p95": self.latency_ms_p95,
+            "shape_ok": self.shape_ok, "per_class_delta": self.per_class_delta, "threshold": self.threshold,
+            "failures": list(self.failures), "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The verdict on every artefact of a run.
+
+    Attributes:
+        run_dir: The run.
+        data: Where the images came from ("test split of RUN" or a folder).
+        images: How many images were compared.
+        labelled: True when accuracy could be measured.
+        reference: The float Keras model's figures (accuracy, per-class accuracy, latency).
+        results: One `ParityResult` per artefact.
+        cross: Agreement and max |Δprob| between the TFLite fp32 and ONNX artefacts, when both exist.
+        skipped: Artefacts that cannot run on this CPU (e.g. Edge TPU), with the reason.
+    """
+
+    run_dir: Path
+    data: str
+    images: int
+    labelled: bool
+    reference: dict[str, Any]
+    results: tuple[ParityResult, ...]
+    cross: dict[str, Any] | None = None
+    skipped: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed check: ``- model_tflite-int8.tflite: top-1 agreement 0.84 < 0.98``."""
+        return [f"- {r.name}: {reason}" for r in self.results for reason in r.failures]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir), "data": self.data, "images": self.images, "labelled": self.labelled,
+            "reference": self.reference, "artefacts": [r.to_dict() for r in self.results], "cross": self.cross,
+            "skipped": [{"name": n, "reason": why} for n, why in self.skipped], "passed": self.passed,
+        }
+
+
+def verify(
+    run_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    images: Sequence[str | Path] | None = None,
+    min_agreement: float | None = None,
+    max_accuracy_drop: float | None = None,
+    max_images: int | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    write: bool = True,
+) -> VerifyReport:
+    """Compare every artefact in `RUN_DIR/export/` with the run's float Keras model.
+
+    Args:
+        run_dir: A RUN_DIR with model.keras and an export/ folder.
+        data: A folder of `<class>/<image>` photos whose class names equal the run's labels, or
+            of unlabelled photos directly inside it. Defaults to `None` (the run's test split).
+        images: Explicit unlabelled photos instead of `data`. Defaults to `None`.
+        min_agreement: Override of every format's minimum top-1 agreement. Defaults to `None`
+            (each format's `Parity.min_agreement`, 0.98).
+        max_accuracy_drop: Override of the maximum accuracy loss (0.02 = 2 points). Defaults to `None`.
+        max_images: Compare at most this many images, drawn with `seed`. Defaults to `None` (all).
+        threads: Interpreter threads for the artefacts. Defaults to `None`.
+        seed: Seed of the `max_images` draw. Defaults to `0`.
+        strict: Raise one `EdgetlError` listing every failure instead of returning. Defaults to `False`.
+        write: Write verify.json, verify.md and parity.png. Defaults to `True`.
+
+    Returns:
+        The report (`report.passed` is the verdict).
+
+    Raises:
+        EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
+            a corrupt artefact), and with `strict=True` when any check fails.
+    """
+    from edgetl.export import FORMATS, load_run, read_splits
+
+    for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
+        if value is not None and not 0.0 <= value <= 1.01:
+            raise EdgetlError(f"{name} must be in [0, 1.01]. Received: {name}={value}")
+    run_dir = Path(run_dir)
+    export_dir = run_dir / "export"
+    model, meta = load_run(run_dir)
+    artefacts = find_artefacts(export_dir)
+    paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_splits(run_dir))
+    if max_images is not None and len(paths) > max_images:
+        keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False))
+        paths, truth = [paths[i] for i in keep], (truth[keep] if truth is not None else None)
+    pixels, paths, truth = _decode(paths, truth, meta.preprocessing)
+
+    ref_probs = _predict_keras(model, pixels)
+    reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
+    results, skipped, outputs = [], [], {}
+    for fmt, path in artefacts:
+        row = FORMATS.get(fmt)
+        if row is not None and not row.runnable:
+            skipped.append((path.name, f"{fmt} needs its accelerator to run"))
+            continue
+        parity = row.parity if row is not None else FORMATS["tflite-int8"].parity
+        threshold = {
+            "min_agreement": parity.min_agreement if min_agreement is None else min_agreement,
+            "max_accuracy_drop": parity.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop,
+            "atol": parity.atol,
+        }
+        result, probs = _compare(fmt, path, pixels, truth, ref_probs, reference, meta, threshold, threads)
+        results.append(result)
+        outputs[fmt] = probs
+    report = VerifyReport(
+        run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,
+        results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
+    )
+    if write:
+        write_reports(report, export_dir)
+    if strict and not report.passed:
+        raise EdgetlError("Parity failed:\n" + "\n".join(report.failures))
+    return report
+
+
+def find_artefacts(export_dir: Path) -> list[tuple[str, Path]]:
+    """(format, path) of every `model_*.tflite` / `model_*.onnx` in an export folder.
+
+    Raises:
+        EdgetlError: when there are none.
+    """
+    found = []
+    for path in sorted(Path(export_dir).glob("model_*")) if Path(export_dir).is_dir() else []:
+        if path.suffix not in (".tflite", ".onnx") or not path.is_file():
+            continue
+        fmt = path.stem.removeprefix("model_")
+        sidecar = path.with_suffix(".json")
+        if sidecar.is_file():
+            try:
+                fmt = json.loads(sidecar.read_text(encoding="utf-8")).get("format") or fmt
+            except json.JSONDecodeError as e:
+                raise EdgetlError(f"Sidecar {sidecar.name} is not valid JSON ({e}). Received: {sidecar}") from e
+        found.append((fmt, path))
+    order = {name: i for i, name in enumerate(_format_order())}
+    found.sort(key=lambda item: (order.get(item[0], len(order)), item[1].name))
+    if not found:
+        raise EdgetlError(f"No artefacts (model_*.tflite, model_*.onnx) in {export_dir}; run `edgetl export` first.")
+    return found
+
+
+def _format_order() -> list[str]:
+    from edgetl.export import FORMATS
+
+    return list(FORMATS)
+
+
+def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None, images: Sequence[str | Path] | None,
+                   splits: dict[str, Any] | None) -> tuple[list[Path], np.ndarray | None, str]:
+    if images is not None:
+        if not images:
+            raise EdgetlError("images is empty; pass at least one photo.")
+        return [Path(p) for p in images], None, f"{len(images)} unlabelled images"
+    if data is None:
+        if not splits or not splits.get("test"):
+            raise EdgetlError(f"{run_dir} has no test split (splits.json); pass --data TEST_DIR with <class>/<image> folders.")
+        index = {label: i for i, label in enumerate(labels)}
+        classes = [Path(p).parts[0] for p in splits["test"]]
+        unknown = sorted(set(classes) - set(index))
+        if unknown:
+            raise EdgetlError(f"splits.json test classes {unknown} are not in labels.txt. Received: {run_dir}")
+        return ([Path(splits["data_dir"]) / p for p in splits["test"]], np.array([index[c] for c in classes]),
+                f"test split of {run_dir.name}")
+    data = Path(data)
+    if not data.is_dir():
+        raise EdgetlError(f"Test data folder not found. Received: data={data}")
+    subdirs = sorted(d for d in data.iterdir() if d.is_dir() and any(is_image_file(p) for p in d.rglob("*")))
+    loose = sorted(p for p in data.iterdir() if is_image_file(p))
+    if not subdirs:
+        if not loose:
+            raise EdgetlError(f"No images in the test data folder. Received: data={data}")
+        return loose, None, str(data)
+    names = {d.name for d in subdirs}
+    unknown, missing = sorted(names - set(labels)), sorted(set(labels) - names)
+    if unknown or missing:
+        raise EdgetlError(
+            f"The test data classes differ from the run's labels: not in labels: {unknown or 'none'}; "
+            f"labels without a folder: {missing or 'none'}. Received: data={data}, labels={list(labels)}"
+        )
+    paths, truth = [], []
+    for i, label in enumerate(labels):
+        files = sorted(p for p in (data / label).rglob("*") if is_image_file(p))
+        paths += files
+        truth += [i] * len(files)
+    return paths, np.array(truth), str(data)
+
+
+def _decode(paths: list[Path], truth: np.ndarray | None, spec: Any) -> tuple[np.ndarray, list[Path], np.ndarray | None]:
+    pixels, kept, bad = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            pixels.append(load_pixels(path, spec))
+            kept.append(i)
+        except EdgetlError as e:
+            bad.append(f"{path.name} ({e})")
+    if bad:
+        warnings.warn(f"Skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}", stacklevel=3)
+    if not pixels:
+        raise EdgetlError("None of the test images could be decoded.")
+    return np.stack(pixels), [paths[i] for i in kept], (truth[kept] if truth is not None else None)
+
+
+def _predict_keras(model: Any, pixels: np.ndarray) -> np.ndarray:
+    out = [np.asarray(model.predict_on_batch(pixels[i : i + BATCH].astype(np.float32))) for i in range(0, len(pixels), BATCH)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def _latency(fn: Any, one: np.ndarray, runs: int = LATENCY_RUNS) -> tuple[float, float]:
+    for _ in range(2):
+        fn(one)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(one)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def _per_class(pred: np.ndarray, truth: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    return {label: float((pred[truth == i] == i).mean()) for i, label in enumerate(labels) if (truth == i).any()}
+
+
+def _reference_figures(probs: np.ndarray, truth: np.ndarray | None, labels: Sequence[str], model: Any,
+                       pixels: np.ndarray) -> dict[str, Any]:
+    pred = probs.argmax(1)
+    p50, p95 = _latency(lambda x: model.predict_on_batch(x), pixels[:1].astype(np.float32), runs=10)
+    return {
+        "name": "model.keras", "format": "keras",
+        "accuracy": float((pred == truth).mean()) if truth is not None else None,
+        "per_class_accuracy": _per_class(pred, truth, labels) if truth is not None else None,
+        "latency_ms_p50": p50, "latency_ms_p95": p95,
+    }
+
+
+def _compare(fmt: str, path: Path, pixels: np.ndarray, truth: np.ndarray | None, ref_probs: np.ndarray,
+             reference: dict[str, Any], meta: Any, threshold: dict[str, float | None],
+             threads: int | None) -> tuple[ParityResult, np.ndarray | None]:
+    from edgetl.runtime import Classifier
+
+    try:
+        clf = Classifier.from_file(path, threads=threads)
+    except EdgetlError as e:
+        raise EdgetlError(f"Cannot open artefact {path.name}: {e}") from e
+    failures = []
+    if tuple(clf.labels) != tuple(meta.labels):
+        failures.append(f"labels {list(clf.labels)[:5]} differ from the run's {list(meta.labels)[:5]}")
+    if tuple(clf.spec.image_size) != tuple(meta.preprocessing.image_size):
+        failures.append(f"input size {clf.spec.image_size} differs from the run's {meta.preprocessing.image_size}")
+    probs = np.concatenate([clf.run_pixels(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
+    shape_ok = probs.shape == ref_probs.shape
+    base = dict(name=path.name, format=fmt, path=path, size_bytes=path.stat().st_size, threshold=threshold)
+    if not shape_ok:
+        failures.insert(0, f"output shape {probs.shape} != float model's {ref_probs.shape}")
+        return ParityResult(**base, shape_ok=False, top1_agreement=0.0, max_abs_diff=float("inf"),
+                            mean_abs_diff=float("inf"), accuracy=None, accuracy_delta=None, per_class_delta=None,
+                            latency_ms_p50=0.0, latency_ms_p95=0.0, failures=tuple(failures)), None
+    diff = np.abs(probs - ref_probs)
+    pred = probs.argmax(1)
+    agreement = float((pred == ref_probs.argmax(1)).mean())
+    accuracy = delta = per_class = None
+    if truth is not None:
+        accuracy = float((pred == truth).mean())
+        delta = accuracy - reference["accuracy"]
+        mine = _per_class(pred, truth, meta.labels)
+        per_class = {k: v - reference["per_class_accuracy"][k] for k, v in mine.items()}
+    max_diff, mean_diff = float(diff.max()), float(diff.mean())
+    if not np.isfinite(probs).all():
+        failures.append("outputs contain NaN or infinity (a broken conversion)")
+    if agreement < threshold["min_agreement"]:
+        failures.append(f"top-1 agreement {agreement:.4f} < {threshold['min_agreement']:.4f} (max diff {max_diff:.3g})")
+    if delta is not None and -delta > threshold["max_accuracy_drop"] + 1e-9:
+        failures.append(f"accuracy drop {-delta:.4f} > {threshold['max_accuracy_drop']:.4f}")
+    if threshold["atol"] is not None and not max_diff <= threshold["atol"]:
+        failures.append(f"max |Δprob| {max_diff:.3g} > atol {threshold['atol']:.3g}")
+    p50, p95 = _latency(clf.run_pixels, pixels[:1])
+    return ParityResult(**base, shape_ok=True, top1_agreement=agreement, max_abs_diff=max_diff, mean_abs_diff=mean_diff,
+                        accuracy=accuracy, accuracy_delta=delta, per_class_delta=per_class,
+                        latency_ms_p50=p50, latency_ms_p95=p95, failures=tuple(failures)), probs
+
+
+def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
+    a, b = outputs.get("tflite-fp32"), outputs.get("onnx")
+    if a is None or b is None:
+        return None
+    return {"pair": ["tflite-fp32", "onnx"], "agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+            "max_abs_diff": float(np.abs(a - b).max())}
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+def write_reports(report: VerifyReport, export_dir: Path) -> None:
+    """Write verify.json, verify.md and parity.png into the export folder."""
+    from edgetl.spec import write_text_atomic
+
+    write_text_atomic(export_dir / "verify.json", json.dumps(report.to_dict(), indent=2))
+    write_text_atomic(export_dir / "verify.md", render_markdown(report))
+    plot_parity(report, export_dir / "parity.png")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def render_markdown(report: VerifyReport) -> str:
+    """The parity table as Markdown."""
+    ref = report.reference
+    lines = [
+        f"# Parity report: {report.run_dir.name}",
+        "",
+        f"{report.images} images from {report.data}. Reference: float Keras model, accuracy {_pct(ref['accuracy'])}, "
+        f"latency p50 {ref['latency_ms_p50']:.2f} ms.",
+        "",
+        "| artefact | format | size | accuracy | Δ accuracy | top-1 agreement | max \\|Δp\\| | mean \\|Δp\\| | p50 ms | p95 ms | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.results:
+        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.2f} pt"
+        verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.failures)
+        atol = "" if r.threshold["atol"] is None else f" (atol {r.threshold['atol']:.0e})"
+        lines.append(
+            f"| {r.name} | {r.format} | {r.size_bytes / 1e6:.2f} MB | {_pct(r.accuracy)} | {delta} | "
+            f"{_pct(r.top1_agreement)} (min {_pct(r.threshold['min_agreement'])}) | {r.max_abs_diff:.2e}{atol} | {r.mean_abs_diff:.2e} | "
+            f"{r.latency_ms_p50:.2f} | {r.latency_ms_p95:.2f} | {verdict} |"
+        )
+    if report.cross:
+        lines += ["", f"TFLite fp32 vs ONNX: top-1 agreement {_pct(report.cross['agreement'])}, "
+                      f"max |Δp| {report.cross['max_abs_diff']:.2e}."]
+    for name, why in report.skipped:
+        lines += ["", f"Skipped {name}: {why}."]
+    lines += ["", f"Verdict: {'PASS' if report.passed else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def plot_parity(report: VerifyReport, path: Path) -> None:
+    """parity.png: top-1 agreement and max |Δprob| per artefact, with the thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.format for r in report.results]
+    colours = ["tab:green" if r.passed else "tab:red" for r in report.results]
+    fig, axes = plt.subplots(1, 3 if report.labelled else 2, figsize=(13 if report.labelled else 9, 3.6))
+    y = np.arange(len(names))
+    ax = axes[0]
+    ax.barh(y, [100 * r.top1_agreement for r in report.results], color=colours)
+    for i, r in enumerate(report.results):
+        ax.plot([100 * r.threshold["min_agreement"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+    ax.set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=(min(80, *(100 * r.top1_agreement for r in report.results)) if report.results else 80, 101))
+    ax = axes[1]
+    ax.barh(y, [max(r.max_abs_diff, 1e-9) for r in report.results], color=colours)
+    for i, r in enumerate(report.results):
+        if r.threshold["atol"] is not None:
+            ax.plot([r.threshold["atol"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+    ax.set(xscale="log", yticks=y, yticklabels=[], xlabel="max |Δprobability| (log)")
+    if report.labelled:
+        ax = axes[2]
+        ax.barh(y, [100 * (r.accuracy or 0) for r in report.results], color=colours)
+        ax.axvline(100 * report.reference["accuracy"], color="black", ls="--", lw=1, label="float model")
+        ax.set(yticks=y, yticklabels=[], xlabel="accuracy (%)")
+        ax.legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'}")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+__all__ = ["ParityResult", "VerifyReport", "find_artefacts", "render_markdown", "verify"]
