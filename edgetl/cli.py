@@ -237,3 +237,191 @@ def selftest(
         verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
         console.print(f"{verdict} {model.name} against {report.golden}")
     raise typer.Exit(code=0 if report.passed else 1)
+
+
+# --- export commands ---
+
+
+class IoDtype(str, Enum):
+    int8 = "int8"
+    uint8 = "uint8"
+
+
+def _split_formats(values: list[str]) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="RUN_DIR written by `edgetl train` (omit with --pretrained).")] = None,
+    formats: Annotated[list[str], typer.Option("--formats", "-f", help="Comma-separated or repeated: all (default), tflite-fp32, tflite-dynamic, tflite-fp16, tflite-int8, onnx, onnx-int8, edgetpu.")] = ["all"],  # noqa: B006
+    calibration_size: Annotated[int, typer.Option(help="Most images in the int8 calibration set, drawn stratified from the training split.")] = 200,
+    calibration_dir: Annotated[Optional[Path], typer.Option(help="Folder of representative photos to calibrate int8 on instead of the training split (needed with --pretrained).")] = None,
+    io_dtype: Annotated[IoDtype, typer.Option(help="Input/output type of the int8 TFLite model.")] = IoDtype.int8,
+    onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(help="Export an ImageNet classifier as it is: mobilenet_v2.")] = None,
+    weights: Annotated[str, typer.Option(help="With --pretrained: imagenet (Keras' download) or PATH of a full-model .weights.h5 (1000 or 1001 classes).")] = "imagenet",
+    alpha: Annotated[float, typer.Option(help="With --pretrained: width multiplier.")] = 1.0,
+    image_size: Annotated[int, typer.Option(help="With --pretrained: square input size in pixels.")] = 224,
+    labels: Annotated[Optional[Path], typer.Option(help="With --pretrained: labels file, one per line (required for 1001-class weights).")] = None,
+    golden: Annotated[bool, typer.Option("--golden/--no-golden", help="Write golden vectors for device self-tests into export/golden/.")] = True,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
+) -> None:
+    """Export a run (or a pretrained ImageNet classifier) to TFLite and ONNX with embedded metadata."""
+    import json
+
+    from edgetl.export import ExportOptions, export, export_pretrained
+
+    def run() -> Any:
+        if (run_dir is None) == (pretrained is None):
+            raise EdgetlError("Give either RUN_DIR or --pretrained NAME --out DIR. "
+                              f"Received: run_dir={run_dir}, pretrained={pretrained}")
+        if pretrained is not None and out is None:
+            raise EdgetlError(f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}")
+        options = ExportOptions(
+            formats=_split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
+            io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden,
+            output_dir=out if run_dir is not None else None,
+        )
+        if pretrained is not None:
+            return export_pretrained(pretrained, out, options, weights=weights, alpha=alpha, image_size=image_size,
+                                     labels_file=labels)
+        return export(run_dir, options)
+
+    report = _run(run)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_export(report)
+    for failure in report.failures:
+        err_console.print(f"error: {failure.format} failed: {failure.error}", markup=False, highlight=False)
+    if report.golden_error:
+        err_console.print(f"error: golden vectors: {report.golden_error}", markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _print_export(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Export to {report.output_dir}")
+    for column in ("format", "file", "size", "seconds", "status"):
+        table.add_column(column, justify="right" if column in ("size", "seconds") else "left")
+    for r in report.results:
+        status = "[green]✓[/]" if r.error is None else f"[red]✗ {r.error}[/]"
+        table.add_row(r.format, r.path.name if r.path else "-", f"{r.size_bytes / 1e6:.2f} MB" if r.path else "-",
+                      f"{r.seconds:.1f}", status)
+    console.print(table)
+    if report.calibration:
+        c = report.calibration
+        counts = f" ({', '.join(f'{k}: {v}' for k, v in c['class_counts'].items())})" if c["class_counts"] else ""
+        console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
+    if report.edgetpu_preflight:
+        p = report.edgetpu_preflight
+        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]})"
+        console.print(f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}", highlight=False)
+    if report.golden:
+        console.print(f"Golden vectors: {report.golden}", highlight=False)
+    run_dir = report.output_dir.parent
+    console.print(f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   edgetl inspect {report.output_dir}/model_tflite-int8.tflite", highlight=False)
+
+
+@app.command("verify")
+def verify_command(
+    run_dir: Annotated[Path, typer.Argument(help="RUN_DIR with model.keras and export/.")],
+    data: Annotated[Optional[Path], typer.Option(help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: the run's test split).")] = None,
+    min_agreement: Annotated[Optional[float], typer.Option(help="Minimum share of images where an artefact's top-1 equals the float model's (default 0.98, from each format's parity row).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Maximum accuracy loss against the float model, 0.02 = 2 points (default 0.02).")] = None,
+    max_images: Annotated[Optional[int], typer.Option(min=1, help="Compare at most this many images (a seeded draw).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
+    import json
+
+    from edgetl.verify import verify
+
+    report = _run(verify, run_dir, data=data, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
+                  max_images=max_images, threads=threads)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_verify(report)
+    for line in report.failures:
+        err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
+    raise typer.Exit(code=0 if report.passed else 1)
+
+
+def _print_verify(report: Any) -> None:
+    from rich.table import Table
+
+    ref = report.reference
+    acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
+    table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
+    for column in ("", "artefact", "size", "accuracy", "Δ acc", "agreement", "max |Δp|", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="left" if column in ("", "artefact") else "right")
+    for r in report.results:
+        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f} pt"
+        atol = "" if r.threshold["atol"] is None else f" / {r.threshold['atol']:.0e}"
+        table.add_row(
+            "[green]✓[/]" if r.passed else "[red]✗[/]", r.name, f"{r.size_bytes / 1e6:.2f} MB",
+            "n/a" if r.accuracy is None else f"{r.accuracy:.2%}", delta,
+            f"{r.top1_agreement:.2%} / {r.threshold['min_agreement']:.0%}", f"{r.max_abs_diff:.1e}{atol}",
+            f"{r.latency_ms_p50:.2f}", f"{r.latency_ms_p95:.2f}",
+        )
+    console.print(table)
+    if report.cross:
+        console.print(f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, max |Δp| {report.cross['max_abs_diff']:.1e}", highlight=False)
+    for name, why in report.skipped:
+        console.print(f"Skipped {name}: {why}", highlight=False)
+    console.print(f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png in {report.run_dir / 'export'}")
+
+
+@app.command("inspect")
+def inspect_command(
+    model: Annotated[Path, typer.Argument(help="A .tflite or .onnx model.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Show a model's inputs/outputs, quantization, op histogram, embedded metadata and Edge TPU pre-flight."""
+    import json
+
+    from edgetl.inspect import inspect_model
+
+    report = _run(inspect_model, model)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model.name}: {report.format}, {report.size_bytes / 1e6:.2f} MB")
+    for column in ("", "name", "dtype", "shape", "scale", "zero point"):
+        table.add_column(column)
+    for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
+        for t in tensors:
+            table.add_row(kind, t.name, t.dtype, str(list(t.shape)), "-" if t.scale is None else f"{t.scale:.6g}",
+                          "-" if t.zero_point is None else str(t.zero_point))
+    console.print(table)
+    console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
+    if report.edgetl:
+        e = report.edgetl
+        labels = e.get("labels", [])
+        console.print(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}), "
+                      f"preprocessing {e.get('preprocessing')}", highlight=False)
+    if report.tflite_metadata:
+        m = report.tflite_metadata
+        console.print(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
+                      f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}", highlight=False)
+    if report.metadata_props:
+        console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
+    if report.details.get("opset"):
+        console.print(f"ONNX opset {report.details['opset']}, producer {report.details['producer']}", highlight=False)
+    if report.edgetpu:
+        p = report.edgetpu
+        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]}); the rest runs on the CPU"
+        console.print(f"Edge TPU pre-flight: {p['mapped_ops']}/{p['total_ops']} ops; {where}", highlight=False)
+        for op in p["ops"]:
+            if not op["mappable"]:
+                console.print(f"  ✗ {op['op']} x{op['count']}: {'; '.join(op['reasons'])}", highlight=False)
+        for note in p["notes"]:
+            console.print(f"  note: {note}", highlight=False)
