@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from conftest import REPO, shared_path
 from edgetl.cli import app
-from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier
 from edgetl.spec import ModelMetadata, PreprocessingSpec
 from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier, write_rank2_model
@@ -155,3 +154,13 @@ def test_python_m_runtime_predicts_as_json(files: dict[str, Path]) -> None:
     records = json.loads(result.stdout)
     assert [r["top_k"][0]["label"] for r in records] == ["bright", "dark"]
     assert set(records[0]) == {"image", "top_k"} and set(records[0]["top_k"][0]) == {"label", "index", "score"}
+
+
+def test_onnx_bare_labels_prop_is_used_without_edgetl_json(tmp_path: Path) -> None:
+    import onnx
+
+    model = write_nchw_classifier(tmp_path / "labelled.onnx", embed_metadata=False)
+    proto = onnx.load(model)
+    onnx.helper.set_model_props(proto, {"labels": "night\nday\n"})
+    onnx.save(proto, model)
+    assert Classifier.from_file(model).labels == ("night", "day")

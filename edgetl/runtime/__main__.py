@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _format_table(images: Sequence[str], results: list[list[Prediction]]) -> str:
     lines = []
-    for image, predictions in zip(images, results):
+    for image, predictions in zip(images, results, strict=True):
         lines.append(image)
         lines.extend(f"  {p.score:8.4f}  {p.index:>5}  {p.label}" for p in predictions)
     return "\n".join(lines)

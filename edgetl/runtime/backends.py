@@ -61,6 +61,8 @@ class Backend(Protocol):
     input: TensorInfo
     output: TensorInfo
     dynamic_batch: bool
+    metadata_props: dict[str, str]
+    """Key/value metadata the interpreter reports (ONNX `metadata_props`; empty for TFLite)."""
 
     def prepare(self) -> None:
         """Allocate tensors and read `input`, `output` and `dynamic_batch`."""
@@ -132,6 +134,7 @@ class TfliteBackend:
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
         self._path = path
         self.dynamic_batch = False
+        self.metadata_props: dict[str, str] = {}
 
     def prepare(self) -> None:
         """Allocate tensors and read the input/output details (after the caller's custom-op checks)."""

@@ -27,7 +27,7 @@ class Latency:
     mean_ms: float
 
     @classmethod
-    def of(cls, seconds: list[float]) -> "Latency":
+    def of(cls, seconds: list[float]) -> Latency:
         ms = np.asarray(seconds) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()))

@@ -48,7 +48,7 @@ def prediction_records(images: Sequence[str | Path | Image.Image], results: list
     """The JSON layout of `edgetl predict --json`: ``[{"image", "top_k": [{"label", "index", "score"}]}]``."""
     return [
         {"image": str(image) if not isinstance(image, Image.Image) else "<PIL image>", "top_k": [p.to_dict() for p in predictions]}
-        for image, predictions in zip(images, results)
+        for image, predictions in zip(images, results, strict=True)
     ]
 
 
@@ -106,7 +106,7 @@ class Classifier:
         threads: int | None = None,
         delegate: str | None = None,
         labels: str | Path | None = None,
-    ) -> "Classifier":
+    ) -> Classifier:
         """Open a model and read its labels and preprocessing from the file itself.
 
         Args:

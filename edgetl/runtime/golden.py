@@ -100,7 +100,7 @@ def write_golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path
         "labels": list(first.labels),
         "preprocessing": first.spec.to_dict(),
         "images": [
-            {"file": f.name, "pixels_sha256": _sha256(p), "pixels_shape": list(p.shape)} for f, p in zip(files, pixels)
+            {"file": f.name, "pixels_sha256": _sha256(p), "pixels_shape": list(p.shape)} for f, p in zip(files, pixels, strict=True)
         ],
         "artefacts": {clf.path.name: _artefact_entry(clf, files, pixels, top_k) for clf in classifiers},
     }
@@ -148,7 +148,7 @@ def _save_reference(source: Path, target: Path) -> Path:
 
 def _artefact_entry(clf: Classifier, files: list[Path], pixels: list[np.ndarray], top_k: int) -> dict[str, Any]:
     results = []
-    for file, pix in zip(files, pixels):
+    for file, pix in zip(files, pixels, strict=True):
         tensor = clf.quantize_input(pix[None])
         raw = clf.invoke_raw(tensor)
         scores = clf.dequantize_output(raw)[0]
@@ -177,7 +177,7 @@ def _check_image(clf: Classifier, golden_dir: Path, image: dict[str, Any], expec
     got = [(p.index, p.score) for p in clf.top_k(clf.dequantize_output(raw)[0], len(want))]
     if [i for i, _ in got] != [i for i, _ in want]:
         reasons.append(f"top-k indices {[i for i, _ in got]} != golden {[i for i, _ in want]}")
-    elif any(abs(g - w) > FLOAT_ATOL for (_, g), (_, w) in zip(got, want)):
+    elif any(abs(g - w) > FLOAT_ATOL for (_, g), (_, w) in zip(got, want, strict=True)):
         reasons.append("top-k scores differ from golden by more than 1e-5")
     return ImageCheck(path.name, tuple(r for r in reasons if r))
 

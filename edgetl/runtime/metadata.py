@@ -79,7 +79,7 @@ class _Fb:
         self._t = Table(buf, pos)
 
     @classmethod
-    def root(cls, buf: bytes) -> "_Fb":
+    def root(cls, buf: bytes) -> _Fb:
         return cls(buf, struct.unpack_from("<I", buf, 0)[0])
 
     def _off(self, slot: int) -> int:
@@ -93,11 +93,11 @@ class _Fb:
         off = self._off(slot)
         return self._t.String(self._t.Pos + off).decode("utf-8") if off else None
 
-    def table(self, slot: int) -> "_Fb | None":
+    def table(self, slot: int) -> _Fb | None:
         off = self._off(slot)
         return _Fb(self._t.Bytes, self._t.Indirect(self._t.Pos + off)) if off else None
 
-    def tables(self, slot: int) -> list["_Fb"]:
+    def tables(self, slot: int) -> list[_Fb]:
         off = self._off(slot)
         if not off:
             return []
@@ -142,10 +142,12 @@ def read_tflite_info(path: Path, data: bytes) -> FileInfo:
 
 
 def read_onnx_info(path: Path, props: dict[str, str]) -> FileInfo:
-    """Read edgetl.json from ONNX `metadata_props` (as onnxruntime reports them), else the sidecar."""
+    """Read edgetl.json from ONNX `metadata_props` (as onnxruntime reports them), else the sidecar;
+    a bare newline-joined `labels` key is used when neither exists."""
     embedded = props.get(METADATA_FILE_NAME)
     metadata = ModelMetadata.from_json(embedded) if embedded else read_sidecar(path)
-    return FileInfo(metadata=metadata)
+    labels = parse_labels(props["labels"]) if "labels" in props else None
+    return FileInfo(metadata=metadata, labels=labels)
 
 
 def read_sidecar(path: Path) -> ModelMetadata | None:
