@@ -10,6 +10,7 @@ TensorFlow and is loaded only when asked for.)
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +163,15 @@ def build_backbone(options: BackboneOptions) -> "keras.Model":
     weights = "imagenet" if options.weights == "imagenet" else None
     try:
         model = builder(input_shape=shape, include_top=False, weights=weights, pooling="avg", **kwargs)
-    except (ValueError, OSError) as e:  # no download possible, or an alpha/size without weights
+    except (ValueError, OSError) as e:  # an alpha/size without published weights
         raise EdgetlError(f"Cannot build {options.name} with weights={options.weights!r}: {e}") from e
+    except Exception as e:
+        if "URL fetch failure" not in str(e):  # Keras raises a bare Exception when offline
+            raise
+        raise EdgetlError(
+            f"Cannot download the ImageNet weights of {options.name} (offline?). Received: weights='imagenet'. "
+            "Pass --weights PATH to a local weights file, or put Keras' file in $KERAS_HOME/models/."
+        ) from e
     if options.weights not in ("imagenet", "none"):
         _load_weights_file(model, Path(options.weights), options.name)
     return model
@@ -171,7 +179,9 @@ def build_backbone(options: BackboneOptions) -> "keras.Model":
 
 def _load_weights_file(model: "keras.Model", path: Path, name: str) -> None:
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # Keras warns per layer before it raises: one line is enough
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except (ValueError, OSError, KeyError) as e:
         raise EdgetlError(
             f"The weights file does not fit backbone {name} (alpha and layers must match). "

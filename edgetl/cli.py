@@ -7,6 +7,7 @@ Heavy modules are imported inside each command so that `edgetl --help` stays fas
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -55,7 +56,13 @@ def _main(
     """edgetl: photos -> transfer-learned classifier -> TFLite/ONNX -> verified -> on the device."""
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings reach the terminal as one `warning: ...` line, not Python's file:line form."""
+    err_console.print(f"warning: {message}", markup=False, highlight=False)
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 

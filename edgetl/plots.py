@@ -24,13 +24,14 @@ def plot_curves(history: Sequence[dict[str, str]], path: Path) -> None:
     epochs = [int(row["epoch"]) for row in history]
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
-            values = [float(row[prefix + metric]) for row in history if row.get(prefix + metric)]
+            values = [float(v) for row in history if (v := row.get(prefix + metric)) not in (None, "", "NA")]
             if len(values) == len(epochs) and values:
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=f"{'validation' if prefix else 'train'} {metric}")
         for previous, row in zip(history, history[1:]):
             if row["stage"] != previous["stage"]:
                 ax.axvline(int(row["epoch"]) - 0.5, color="grey", linestyle=":", label=f"start of {row['stage']}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         if ax.has_data():

@@ -176,16 +176,27 @@ def train(
     splits = load_splits(
         data_dir, val_split=options.val_split, test_split=options.test_split, subset=options.subset, seed=options.seed
     )
+    if options.strategy != "scratch" and backbone.weights == "none":
+        warnings.warn(
+            f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
+            stacklevel=2,
+        )
     size = backbone.size if options.strategy != "scratch" else (backbone.image_size or 128)
     spec = PreprocessingSpec(image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)])
-    arrays = _decode_splits(splits, spec, options, verbose)
-    work = _partial_dir(out, resume)
-    started = time.monotonic()
     with _device_scope(options.device):
         _apply_precision(options)
-        model, stage_report = _fit_strategy(backbone, options, splits, arrays, work, verbose)
-    metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
-    _write_run(work, model, splits, spec, metrics, backbone)
+        # Built before the photos are decoded: weights that do not fit fail in seconds.
+        backbone_model = None if options.strategy == "scratch" else build_backbone(backbone)
+        arrays = _decode_splits(splits, spec, options, verbose)
+        work = _partial_dir(out, resume)
+        started = time.monotonic()
+        try:
+            model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
+            metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
+            _write_run(work, model, splits, spec, metrics)
+        except EdgetlError:
+            shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
+            raise
     _publish(work, out)
     return TrainResult(out, metrics)
 
@@ -193,11 +204,6 @@ def train(
 def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overwrite: bool, resume: bool) -> None:
     if out.exists() and not (overwrite or resume):
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
-    if options.strategy in ("fine-tune", "linear", "feature-extract") and backbone.weights == "none":
-        warnings.warn(
-            f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
-            stacklevel=3,
-        )
     if backbone.is_hub and options.strategy == "fine-tune":
         raise EdgetlError("A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy='fine-tune'")
     if options.strategy == "scratch" and backbone.weights not in ("imagenet", "none"):
@@ -303,6 +309,7 @@ class _Stage:
 
 
 def _fit_strategy(
+    backbone: "keras.Model | None",
     backbone_opts: BackboneOptions,
     options: TrainOptions,
     splits: Splits,
@@ -320,7 +327,6 @@ def _fit_strategy(
         model = build_scratch_cnn(x_train.shape[1], num_classes)
         _run_stage(_Stage("scratch", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
         return model, {}
-    backbone = build_backbone(backbone_opts)
     backbone.trainable = False
     dropout = 0.0 if options.strategy == "linear" else options.dropout
     head = build_head(num_classes, dropout)
@@ -540,9 +546,7 @@ def _classification_report(split: str, truth: np.ndarray, predicted: np.ndarray,
     }
 
 
-def _write_run(
-    work: Path, model: "keras.Model", splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any], backbone: BackboneOptions
-) -> None:
+def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any]) -> None:
     import keras
 
     from edgetl.plots import plot_confusion, plot_curves

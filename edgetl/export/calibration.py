@@ -157,7 +157,7 @@ def check_calibration(pixels: np.ndarray, class_counts: dict[str, int] | None, *
     """
     found = []
     n = len(pixels)
-    if n < min(MIN_IMAGES, requested):
+    if n < MIN_IMAGES:
         found.append(
             f"Only {n} calibration images (asked for {requested}); int8 ranges fitted on fewer than "
             f"{MIN_IMAGES} images are noisy. Add training images or pass a larger --calibration-dir."
