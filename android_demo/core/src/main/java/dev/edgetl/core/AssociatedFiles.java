@@ -1,5 +1,6 @@
 package dev.edgetl.core;
 
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -163,7 +164,8 @@ public final class AssociatedFiles {
     private static byte[] bytes(ByteBuffer buf, int at, int count) {
         byte[] out = new byte[count];
         ByteBuffer view = buf.duplicate();
-        view.position(at);
+        // Through Buffer: ByteBuffer's covariant position(int) is missing on older Android releases.
+        ((Buffer) view).position(at);
         view.get(out);
         return out;
     }

@@ -41,7 +41,7 @@ public final class Labels {
         if (start < text.length()) {
             lines.add(text.substring(start));
         }
-        while (!lines.isEmpty() && lines.get(lines.size() - 1).isBlank()) {
+        while (!lines.isEmpty() && strip(lines.get(lines.size() - 1)).isEmpty()) {
             lines.remove(lines.size() - 1);
         }
         if (lines.isEmpty()) {
@@ -49,9 +49,31 @@ public final class Labels {
         }
         List<String> labels = new ArrayList<>(lines.size());
         for (String line : lines) {
-            labels.add(line.strip());
+            labels.add(strip(line));
         }
         return Collections.unmodifiableList(labels);
+    }
+
+    /**
+     * Python's {@code str.strip()}: drops leading and trailing characters for which
+     * {@code str.isspace()} holds (ASCII whitespace, U+001C..U+001F, U+0085 and Unicode space
+     * separators such as U+00A0). Java's {@code String.strip()} differs (it keeps U+00A0) and is
+     * missing below Android API 33, which this module must run on.
+     */
+    static String strip(String s) {
+        int start = 0;
+        int end = s.length();
+        while (start < end && isPythonSpace(s.charAt(start))) {
+            start++;
+        }
+        while (end > start && isPythonSpace(s.charAt(end - 1))) {
+            end--;
+        }
+        return s.substring(start, end);
+    }
+
+    private static boolean isPythonSpace(char c) {
+        return Character.isWhitespace(c) || Character.isSpaceChar(c) || c == '\u0085';
     }
 
     /** Decodes strict UTF-8 (malformed bytes are an error, not replacement characters). */
