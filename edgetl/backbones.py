@@ -237,15 +237,18 @@ def normalization_layers(mode: str) -> list["keras.Layer"]:
     return []
 
 
-def build_classifier(backbone: "keras.Model", preprocess_mode: str, head: "keras.Model") -> "keras.Model":
+def build_classifier(
+    backbone: "keras.Model", preprocess_mode: str, head: "keras.Model", *, frozen_batch_norm: bool = True
+) -> "keras.Model":
     """Pixels [0, 255] -> normalization -> backbone -> `head` (dropout, softmax `edgetl_probs`).
 
     The head is passed in, not built here, so that a head trained alone on cached features is
-    the very layer object the classifier uses.
+    the very layer object the classifier uses. Batch-norm statistics stay frozen (the backbone
+    runs in inference mode) unless `frozen_batch_norm` is off, for training every layer.
     """
     import keras
 
-    inputs, features = _normalized_features(backbone, preprocess_mode)
+    inputs, features = _normalized_features(backbone, preprocess_mode, training=None if not frozen_batch_norm else False)
     return keras.Model(inputs, head(features), name="edgetl_classifier")
 
 
@@ -256,14 +259,16 @@ def build_feature_extractor(backbone: "keras.Model", preprocess_mode: str) -> "k
     return keras.Model(*_normalized_features(backbone, preprocess_mode), name="edgetl_features")
 
 
-def _normalized_features(backbone: "keras.Model", preprocess_mode: str) -> tuple["keras.KerasTensor", "keras.KerasTensor"]:
+def _normalized_features(
+    backbone: "keras.Model", preprocess_mode: str, training: bool | None = False
+) -> tuple["keras.KerasTensor", "keras.KerasTensor"]:
     import keras
 
     inputs = keras.Input((*backbone.input_shape[1:3], 3), name="pixels")
     x = inputs
     for layer in normalization_layers(preprocess_mode):
         x = layer(x)
-    return inputs, backbone(x, training=False)  # batch-norm statistics stay frozen, also when fine-tuning
+    return inputs, backbone(x, training=training)
 
 
 def build_head(num_classes: int, dropout: float) -> "keras.Model":

@@ -74,6 +74,7 @@ class Strategy(str, Enum):
     fine_tune = "fine-tune"
     scratch = "scratch"
     linear = "linear"
+    full = "full"
 
 
 class Device(str, Enum):
@@ -95,7 +96,7 @@ def train(
     alpha: Annotated[float, typer.Option(help="Width multiplier of MobileNet backbones.")] = 1.0,
     weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.")] = "imagenet",
     image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).")] = None,
-    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features.")] = Strategy.feature_extract,
+    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features; full: train every layer.")] = Strategy.feature_extract,
     epochs: Annotated[int, typer.Option(help="Epochs of the head (or of the scratch CNN).")] = 10,
     fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).")] = None,
     fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.")] = 10,

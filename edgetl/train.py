@@ -8,6 +8,8 @@ Strategies:
   at a low learning rate; the better of the two stages by validation accuracy is kept.
 - `scratch`: a small CNN trained from random weights, the baseline that shows the transfer gain.
 - `linear`: logistic regression (one softmax layer) on the pooled backbone features.
+- `full`: every layer trained, batch-norm included (pretraining a backbone, or a full
+  fine-tune when there are many photos).
 
 Only Keras 3 APIs are used (no `import tensorflow`, no tf.data), so this runs on the TensorFlow
 and JAX backends alike. The RUN_DIR is built under a hidden `.NAME.partial` folder beside it and
@@ -45,7 +47,7 @@ from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
 if TYPE_CHECKING:
     import keras
 
-STRATEGIES = ("feature-extract", "fine-tune", "scratch", "linear")
+STRATEGIES = ("feature-extract", "fine-tune", "scratch", "linear", "full")
 DEVICES = ("auto", "gpu", "cpu")
 PRECISIONS = ("float32", "mixed")
 
@@ -55,8 +57,8 @@ class TrainOptions:
     """How to train.
 
     Attributes:
-        strategy: One of `feature-extract`, `fine-tune`, `scratch`, `linear`. Defaults to
-            `feature-extract`.
+        strategy: One of `feature-extract`, `fine-tune`, `scratch`, `linear`, `full`. Defaults
+            to `feature-extract`.
         epochs: Epochs for the head (or the whole network for `scratch`). Defaults to `10`.
         fine_tune_epochs: Epochs of the fine-tuning stage; `None` uses `epochs`.
         fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
@@ -66,7 +68,7 @@ class TrainOptions:
         fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
         dropout: Dropout before the new softmax layer. Defaults to `0.2`.
         augment: Random flip, rotation, zoom and contrast on the training photos. `None` means on
-            for `fine-tune` and `scratch`, off for `feature-extract` and `linear` (which then
+            for `fine-tune`, `scratch` and `full`, off for `feature-extract` and `linear` (which then
             train on cached features).
         val_split: Share of each class held out for validation. Defaults to `0.15`.
         test_split: Share of each class held out for the final test. Defaults to `0.15`.
@@ -116,7 +118,7 @@ class TrainOptions:
     @property
     def uses_augmentation(self) -> bool:
         if self.augment is None:
-            return self.strategy in ("fine-tune", "scratch")
+            return self.strategy in ("fine-tune", "scratch", "full")
         return self.augment
 
 
@@ -327,9 +329,13 @@ def _fit_strategy(
         model = build_scratch_cnn(x_train.shape[1], num_classes)
         _run_stage(_Stage("scratch", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
         return model, {}
-    backbone.trainable = False
     dropout = 0.0 if options.strategy == "linear" else options.dropout
     head = build_head(num_classes, dropout)
+    if options.strategy == "full":
+        model = build_classifier(backbone, backbone_opts.preprocess_mode, head, frozen_batch_norm=False)
+        _run_stage(_Stage("full", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+        return model, {}
+    backbone.trainable = False
     model = build_classifier(backbone, backbone_opts.preprocess_mode, head)
     if options.uses_augmentation:
         _run_stage(_Stage("head", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
@@ -591,7 +597,7 @@ def _float32_copy(model: "keras.Model") -> "keras.Model":
 def _merge_histories(stages_dir: Path) -> list[dict[str, str]]:
     """All stages' per-epoch logs in order, with a `stage` column and a running epoch count."""
     rows: list[dict[str, str]] = []
-    for name in ("scratch", "head", "fine-tune"):
+    for name in ("scratch", "full", "head", "fine-tune"):
         path = stages_dir / name / "history.csv"
         if path.exists():
             with open(path, newline="") as handle:
