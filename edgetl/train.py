@@ -23,7 +23,8 @@ import json
 import shutil
 import time
 import warnings
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,9 @@ class TrainOptions:
         device: `auto` (a GPU when the Keras backend sees one), `gpu` or `cpu`. Defaults to `auto`.
         precision: `float32` or `mixed` (bfloat16 on JAX, float16 on TensorFlow; weights and
             the saved model stay float32). Defaults to `float32`.
+        data_parallel: Split each batch across all devices of the chosen kind (Keras'
+            distribution API, JAX backend). `None` means on when the JAX backend sees more
+            than one GPU.
         cache_dir: Where decoded-and-resized photos are cached; `None` uses
             `$EDGETL_CACHE_DIR` or `~/.cache/edgetl`.
     """
@@ -101,7 +105,8 @@ class TrainOptions:
     strict: bool = False
     device: str = "auto"
     precision: str = "float32"
-    cache_dir: Path | None = None
+    data_parallel: bool | None = None
+    cache_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -185,7 +190,7 @@ def train(
         )
     size = backbone.size if options.strategy != "scratch" else (backbone.image_size or 128)
     spec = PreprocessingSpec(image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)])
-    with _device_scope(options.device):
+    with _device_scope(options):
         _apply_precision(options)
         # Built before the photos are decoded: weights that do not fit fail in seconds.
         backbone_model = None if options.strategy == "scratch" else build_backbone(backbone)
@@ -230,7 +235,7 @@ def _decode_splits(
         decoded += count
         bar.update(decoded) if bar else None
 
-    cache_dir = options.cache_dir or default_cache_dir()
+    cache_dir = Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
     arrays = {
         name: decode_images(getattr(splits, name), spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
         for name in ("train", "val", "test")
@@ -258,21 +263,56 @@ def _partial_dir(out: Path, resume: bool) -> Path:
     return work
 
 
-def _device_scope(device: str) -> AbstractContextManager[Any]:
-    """Place training on the asked device; `auto` lets Keras pick (a GPU when it sees one)."""
+@contextmanager
+def _device_scope(options: TrainOptions) -> Iterator[None]:
+    """Place training on the asked device, data-parallel over several when asked or useful.
+
+    `auto` lets Keras pick (a GPU when it sees one). Data parallelism goes through Keras'
+    own distribution API (JAX backend): each batch is split across the devices.
+    """
     import keras
 
     gpus = _visible_gpus()
-    if device == "gpu" and not gpus:
+    if options.device == "gpu" and not gpus:
         raise EdgetlError(
             f"--device gpu, but the Keras backend {keras.backend.backend()!r} sees no GPU. Use --device auto or cpu."
         )
-    if device == "cpu":
-        return keras.device("cpu:0")
-    if len(gpus) > 1 and keras.backend.backend() == "jax":
-        # Data parallelism through Keras' own distribution API: a batch is split across GPUs.
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=gpus))
-    return nullcontext()
+    devices = gpus if gpus and options.device != "cpu" else keras.distribution.list_devices("cpu")
+    parallel = options.data_parallel if options.data_parallel is not None else len(gpus) > 1 and options.device != "cpu"
+    if parallel:
+        _check_data_parallel(devices, options)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    try:
+        with keras.device(devices[0]) if options.device == "cpu" and not parallel else nullcontext():
+            yield
+    finally:
+        if parallel:
+            keras.distribution.set_distribution(None)
+
+
+def _check_data_parallel(devices: list[str], options: TrainOptions) -> None:
+    import keras
+
+    if options.strategy == "fine-tune":
+        # Keras 3.15 on JAX keeps the variable shardings of the first stage when the second
+        # stage unfreezes layers, and the step fails with a pytree-structure error.
+        raise EdgetlError(
+            "Data-parallel training does not support the two-stage fine-tune yet. Received: strategy='fine-tune'; "
+            "use --strategy full (every layer), or --no-data-parallel."
+        )
+
+    if keras.backend.backend() != "jax":
+        raise EdgetlError(
+            f"Data-parallel training uses Keras' distribution API, which needs the JAX backend. "
+            f"Received: KERAS_BACKEND={keras.backend.backend()!r}; set KERAS_BACKEND=jax."
+        )
+    if len(devices) < 2:
+        raise EdgetlError(f"Data-parallel training needs at least 2 devices. Received: {devices}")
+    if options.batch_size % len(devices):
+        raise EdgetlError(
+            f"batch_size must be a multiple of the {len(devices)} devices for data-parallel training. "
+            f"Received: batch_size={options.batch_size}"
+        )
 
 
 def _visible_gpus() -> list[str]:
@@ -488,12 +528,15 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
 
 
 def _tensorboard(log_dir: Path) -> list["keras.callbacks.Callback"]:
-    """TensorBoard logs where they can be written: Keras writes them through TensorFlow."""
+    """TensorBoard logs on the TensorFlow backend (Keras writes them through TensorFlow).
+
+    On JAX they are left out, so that training there never imports TensorFlow.
+    """
     import importlib.util
 
     import keras
 
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
+    if keras.backend.backend() != "tensorflow" or importlib.util.find_spec("tensorboard") is None:
         return []
     return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False)]
 
