@@ -233,11 +233,7 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
         EdgetlError: if the model or its labels/preprocessing are missing, unreadable or disagree.
     """
     run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
-    if not run_dir.is_dir():
-        raise EdgetlError(f"Run directory not found. Received: {run_dir}")
-    if not model_path.is_file():
-        raise EdgetlError(f"{run_dir} has no model.keras; train one with `edgetl train` first. Received: {run_dir}")
+    model_path = _check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     import keras
 
@@ -252,6 +248,15 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     if out_shape[-1] != len(meta.labels):
         raise EdgetlError(f"model.keras has {out_shape[-1]} outputs but labels.txt has {len(meta.labels)} labels. Received: {run_dir}")
     return model, meta
+
+
+def _check_run_dir(run_dir: Path) -> Path:
+    model_path = run_dir / "model.keras"
+    if not run_dir.is_dir():
+        raise EdgetlError(f"Run directory not found. Received: {run_dir}")
+    if not model_path.is_file():
+        raise EdgetlError(f"{run_dir} has no model.keras; train one with `edgetl train` first. Received: {run_dir}")
+    return model_path
 
 
 def read_run_metadata(run_dir: Path) -> ModelMetadata:
@@ -299,7 +304,8 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
         EdgetlError: if the run or the options are unusable (before any conversion starts).
     """
     run_dir = Path(run_dir)
-    splits = read_splits(run_dir) if run_dir.is_dir() else None
+    _check_run_dir(run_dir)
+    splits = read_splits(run_dir)
     _validate(options, has_train_split=bool(splits and splits.get("train")))
     model, meta = load_run(run_dir)
     spec = meta.preprocessing

@@ -1,0 +1,163 @@
+"""Export of a real (tiny) trained run to all six formats, with real converters and interpreters."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _export_shared import Exported, copy_run, exported_run
+from edgetl.cli import app
+from edgetl.errors import EdgetlError
+from edgetl.export import ALL_FORMATS, FORMATS, ExportOptions, artefact_path, export
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return exported_run(tiny_run, tmp_path_factory)
+
+
+def test_all_six_formats_are_written_whole_and_load(exported: Exported) -> None:
+    from edgetl.runtime import Classifier
+
+    report = exported.report
+    assert report.ok, [(r.format, r.error) for r in report.failures]
+    assert [r.format for r in report.results] == list(ALL_FORMATS)
+    labels = tuple((exported.run / "labels.txt").read_text().split())
+    export_dir = exported.run / "export"
+    for result in report.results:
+        assert result.path == artefact_path(export_dir, result.format)
+        assert result.size_bytes == result.path.stat().st_size > 0
+        sidecar = json.loads(result.path.with_suffix(".json").read_text())
+        assert sidecar["format"] == result.format and tuple(sidecar["labels"]) == labels
+        clf = Classifier.from_file(result.path)
+        assert clf.labels == labels
+        assert clf.run_pixels(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, len(labels))
+    assert not list(export_dir.glob("*.partial")) and not list(export_dir.glob(".*partial*"))
+    assert json.loads((export_dir / "export.json").read_text())["ok"] is True
+
+
+def test_calibration_is_stratified_and_small_sets_are_flagged(exported: Exported) -> None:
+    calib = exported.report.calibration
+    assert calib["source"].startswith("training split")
+    counts = calib["class_counts"]
+    assert set(counts) == {"red", "green", "blue"} and min(counts.values()) > 0
+    # The tiny run has 24 training images: fewer than int8 calibration wants, which is said.
+    assert any("calibration images" in w for w in exported.warnings)
+
+
+def test_tflite_metadata_round_trips(exported: Exported) -> None:
+    from edgetl.export import tflite_metadata
+
+    labels = (exported.run / "labels.txt").read_text()
+    for fmt in ("tflite-fp32", "tflite-int8"):
+        path = artefact_path(exported.run / "export", fmt)
+        with zipfile.ZipFile(path) as zf:  # the associated files are a zip appended to the model
+            assert zf.read("labels.txt").decode() == labels
+            embedded = json.loads(zf.read("edgetl.json"))
+        assert embedded == json.loads(path.with_suffix(".json").read_text())
+        standard = tflite_metadata.read_metadata(path.read_bytes())
+        assert standard.labels_file == "labels.txt"
+        assert ("labels.txt", "TENSOR_AXIS_LABELS") in standard.associated_files
+        assert standard.input_color_space == "RGB" and standard.input_size == (64, 64)
+        assert standard.mean == (0.0, 0.0, 0.0) and standard.std == (1.0, 1.0, 1.0)
+        assert standard.min_parser_version == "1.0.0"
+    int8 = json.loads(artefact_path(exported.run / "export", "tflite-int8").with_suffix(".json").read_text())
+    assert int8["extra"]["input"]["dtype"] == "int8" and int8["extra"]["output"]["dtype"] == "int8"
+    assert int8["extra"]["calibration_images"] > 0
+
+
+def test_onnx_metadata_props_and_opset(exported: Exported) -> None:
+    import onnx
+
+    for fmt in ("onnx", "onnx-int8"):
+        model = onnx.load(str(artefact_path(exported.run / "export", fmt)))
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["labels"].split("\n") == (exported.run / "labels.txt").read_text().split()
+        meta = json.loads(props["edgetl.json"])
+        assert meta["format"] == fmt and meta["extra"]["onnx_opset"] == 17
+        assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
+    int8_ops = {n.op_type for n in onnx.load(str(artefact_path(exported.run / "export", "onnx-int8"))).graph.node}
+    assert "QuantizeLinear" in int8_ops and "DequantizeLinear" in int8_ops
+
+
+def test_quantized_artefacts_are_smaller(exported: Exported) -> None:
+    sizes = {r.format: r.size_bytes for r in exported.report.results}
+    assert sizes["tflite-int8"] < 0.5 * sizes["tflite-fp32"]
+    assert sizes["tflite-fp16"] < 0.6 * sizes["tflite-fp32"]
+    assert sizes["onnx-int8"] < 0.5 * sizes["onnx"]
+
+
+def test_golden_vectors_cover_every_artefact(exported: Exported) -> None:
+    from edgetl.runtime.golden import check_golden
+
+    golden = json.loads(exported.report.golden.read_text())
+    assert set(golden["artefacts"]) == {r.path.name for r in exported.report.results}
+    assert len(golden["images"]) == 4
+    for fmt in ("tflite-int8", "onnx"):
+        assert check_golden(artefact_path(exported.run / "export", fmt), exported.report.golden.parent).passed
+
+
+def test_edgetpu_preflight_of_the_int8_model(exported: Exported) -> None:
+    preflight = exported.report.edgetpu_preflight
+    assert preflight["total_ops"] > 50
+    assert preflight["fully_mappable"], preflight  # MobileNetV2 int8 uses only Edge TPU ops
+    assert (exported.run / "export" / "edgetpu_preflight.json").is_file()
+
+
+def test_one_failing_format_keeps_the_others(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = copy_run(tiny_run, tmp_path_factory, "failing")
+    # A folder where the ONNX file must go: its write fails for real, after conversion.
+    artefact_path(run / "export", "onnx").mkdir(parents=True)
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,onnx", "--io-dtype", "uint8", "--no-golden"])
+    assert result.exit_code == 1, result.output
+    assert "onnx failed" in result.stderr
+    int8 = artefact_path(run / "export", "tflite-int8")
+    assert int8.is_file() and int8.with_suffix(".json").is_file()
+    report = json.loads((run / "export" / "export.json").read_text())
+    assert [r["format"] for r in report["results"] if r["error"]] == ["onnx"]
+    from edgetl.runtime import Classifier
+
+    clf = Classifier.from_file(int8)
+    assert clf.input_info.dtype == "uint8" and clf.output_info.dtype == "uint8"
+
+
+def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "model.keras").write_bytes(b"never loaded: the options are checked first")
+    with pytest.raises(EdgetlError, match="Did you mean 'tflite-int8'"):
+        ExportOptions(formats=("tflite_int8",))
+    with pytest.raises(EdgetlError, match="io_dtype is set but none of the requested formats"):
+        export(tmp_path, ExportOptions(formats=("tflite-fp32",), io_dtype="uint8"))
+    with pytest.raises(EdgetlError, match="onnx_opset must be in"):
+        ExportOptions(onnx_opset=9)
+    with pytest.raises(EdgetlError, match="need calibration images"):
+        export(tmp_path, ExportOptions(formats=("tflite-int8",)))  # no splits.json to draw from
+    assert ExportOptions(formats=("all", "edgetpu")).resolved_formats == (*ALL_FORMATS, "edgetpu")
+
+
+def test_every_option_field_is_documented() -> None:
+    import dataclasses
+
+    for field in dataclasses.fields(ExportOptions):
+        assert f"{field.name}:" in ExportOptions.__doc__
+    assert set(ALL_FORMATS) < set(FORMATS)
+
+
+def test_cli_export_bad_input_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "Run directory not found" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["export", str(empty), "--formats", "onnx"])
+    assert result.exit_code == 2 and "has no model.keras" in result.stderr
+    result = runner.invoke(app, ["export", str(empty), "--pretrained", "mobilenet_v2"])
+    assert result.exit_code == 2 and "either RUN_DIR or --pretrained" in result.stderr
+    result = runner.invoke(app, ["export", "--pretrained", "mobilenet_v3", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Did you mean 'mobilenet_v2'" in result.stderr
