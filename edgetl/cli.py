@@ -368,18 +368,20 @@ def _print_verify(report: Any) -> None:
     ref = report.reference
     acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
     table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
-    for column in ("", "artefact", "size", "accuracy", "Δ acc", "agreement", "max |Δp|", "p50 ms", "p95 ms"):
-        table.add_column(column, justify="left" if column in ("", "artefact") else "right")
+    for column in ("", "format", "size", "accuracy", "Δ acc", "agreement", "max |Δp|", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
     for r in report.results:
-        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f} pt"
-        atol = "" if r.threshold["atol"] is None else f" / {r.threshold['atol']:.0e}"
+        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f}"
         table.add_row(
-            "[green]✓[/]" if r.passed else "[red]✗[/]", r.name, f"{r.size_bytes / 1e6:.2f} MB",
-            "n/a" if r.accuracy is None else f"{r.accuracy:.2%}", delta,
-            f"{r.top1_agreement:.2%} / {r.threshold['min_agreement']:.0%}", f"{r.max_abs_diff:.1e}{atol}",
-            f"{r.latency_ms_p50:.2f}", f"{r.latency_ms_p95:.2f}",
+            "[green]✓[/]" if r.passed else "[red]✗[/]", r.format, f"{r.size_bytes / 1e6:.2f}M",
+            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}", delta, f"{r.top1_agreement:.1%}",
+            f"{r.max_abs_diff:.0e}", f"{r.latency_ms_p50:.1f}", f"{r.latency_ms_p95:.1f}",
         )
     console.print(table)
+    limits = sorted({(r.threshold["min_agreement"], r.threshold["max_accuracy_drop"]) for r in report.results})
+    atols = ", ".join(f"{r.format} {r.threshold['atol']:.0e}" for r in report.results if r.threshold["atol"] is not None)
+    console.print(f"Thresholds: agreement >= {', '.join(f'{a:.0%}' for a, _ in limits)}, accuracy drop <= "
+                  f"{', '.join(f'{100 * d:.1f} pt' for _, d in limits)}; max |Δp| <= {atols or '-'}", highlight=False)
     if report.cross:
         console.print(f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, max |Δp| {report.cross['max_abs_diff']:.1e}", highlight=False)
     for name, why in report.skipped:

@@ -435,6 +435,8 @@ def plot_parity(report: VerifyReport, path: Path) -> None:
     ax.barh(y, [100 * r.top1_agreement for r in report.results], color=colours)
     for i, r in enumerate(report.results):
         ax.plot([100 * r.threshold["min_agreement"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+    for axis in axes:
+        axis.invert_yaxis()  # table order, top to bottom
     ax.set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=(min(80, *(100 * r.top1_agreement for r in report.results)) if report.results else 80, 101))
     ax = axes[1]
     ax.barh(y, [max(r.max_abs_diff, 1e-9) for r in report.results], color=colours)

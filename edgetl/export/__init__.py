@@ -95,7 +95,10 @@ class ExportFormat:
 _CALIB = frozenset({"calibration_size", "calibration_dir"})
 FORMATS: dict[str, ExportFormat] = {
     "tflite-fp32": ExportFormat(fn=export_tflite_fp32, suffix=".tflite", parity=Parity(atol=1e-4)),
-    "tflite-dynamic": ExportFormat(fn=export_tflite_dynamic, suffix=".tflite", parity=Parity(atol=5e-2)),
+    # Dynamic range quantizes activations on the fly: probabilities move by up to 0.075 on
+    # MobileNetV2-224 cats/dogs (bench/export_parity.py) with 100% agreement, so like int8 it is
+    # judged on agreement and accuracy, not on an absolute tolerance.
+    "tflite-dynamic": ExportFormat(fn=export_tflite_dynamic, suffix=".tflite", parity=Parity()),
     "tflite-fp16": ExportFormat(fn=export_tflite_fp16, suffix=".tflite", parity=Parity(atol=1e-2)),
     "tflite-int8": ExportFormat(fn=export_tflite_int8, suffix=".tflite", accepts=_CALIB | {"io_dtype"},
                                 parity=Parity(), calibrated=True),
@@ -315,7 +318,7 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
             ref = None
             if splits and splits.get("train"):
                 sample = calibration.stratified_sample([("", p) for p in splits["train"]], 64, options.seed)
-                ref = calibration.pixel_stats(calibration._decode([Path(splits["data_dir"]) / p for _, p in sample], spec))
+                ref = calibration.pixel_stats(calibration.decode([Path(splits["data_dir"]) / p for _, p in sample], spec))
             return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
                                         seed=options.seed, labels=meta.labels, reference=ref)
         return calibration.from_split(Path(splits["data_dir"]), splits["train"], meta.labels, spec,
@@ -507,16 +510,11 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     out_dir = Path(out_dir)
     _write_run(out_dir, model, meta)
 
-    calib: list[calibration.CalibrationSet] = []
-
     def calib_fn() -> calibration.CalibrationSet:
-        calib.append(calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
-                                          seed=options.seed, reference=calibration.IMAGENET_STATS))
-        return calib[0]
+        return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
+                                    seed=options.seed, reference=calibration.IMAGENET_STATS)
 
-    golden: list[Path] = []
-    if options.calibration_dir is not None:
-        golden = _first_images(Path(options.calibration_dir), GOLDEN_IMAGES)
+    golden = _first_images(Path(options.calibration_dir), GOLDEN_IMAGES) if options.calibration_dir else []
     return _export(model, meta, options.output_dir or out_dir / "export", options, calib_fn, golden)
 
 

@@ -94,7 +94,7 @@ def from_split(data_dir: Path, train: Sequence[str], labels: Sequence[str], spec
     items = [(Path(p).parts[0] if len(Path(p).parts) > 1 else "", p) for p in train]
     chosen = stratified_sample(items, size, seed)
     paths = tuple(Path(data_dir) / p for _, p in chosen)
-    pixels = _decode(paths, spec)
+    pixels = decode(paths, spec)
     counts = {label: 0 for label in labels} | dict(Counter(c for c, _ in chosen))
     found = check_calibration(pixels, counts, labels=labels, requested=size, reference=None)
     return CalibrationSet(pixels=pixels, paths=paths, class_counts=counts, source=source, warnings=tuple(found))
@@ -121,13 +121,14 @@ def from_dir(directory: Path, spec: PreprocessingSpec, *, size: int, seed: int, 
     items = [(r.parts[0] if labelled else "", str(r)) for r in rel]
     chosen = stratified_sample(items, size, seed)
     paths = tuple(directory / p for _, p in chosen)
-    pixels = _decode(paths, spec)
+    pixels = decode(paths, spec)
     counts = ({label: 0 for label in labels} | dict(Counter(c for c, _ in chosen))) if labelled and labels else None
     found = check_calibration(pixels, counts, labels=labels if labelled else None, requested=size, reference=reference)
     return CalibrationSet(pixels=pixels, paths=paths, class_counts=counts, source=str(directory), warnings=tuple(found))
 
 
-def _decode(paths: Sequence[Path], spec: PreprocessingSpec) -> np.ndarray:
+def decode(paths: Sequence[Path], spec: PreprocessingSpec) -> np.ndarray:
+    """uint8 pixels (N, H, W, 3) of the photos, through `load_pixels`."""
     height, width = spec.image_size
     out = np.empty((len(paths), height, width, 3), dtype=np.uint8)
     for i, path in enumerate(paths):
