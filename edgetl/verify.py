@@ -159,7 +159,8 @@ def verify(
         EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
             a corrupt artefact), and with `strict=True` when any check fails.
     """
-    from edgetl.export import FORMATS, load_run, read_splits
+    from edgetl.data import read_split
+    from edgetl.export import FORMATS, load_run
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
         if value is not None and not 0.0 <= value <= 1.01:
@@ -168,7 +169,7 @@ def verify(
     export_dir = run_dir / "export"
     model, meta = load_run(run_dir)
     artefacts = find_artefacts(export_dir)
-    paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_splits(run_dir))
+    paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_split(run_dir, "test"))
     if max_images is not None and len(paths) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False))
         paths, truth = [paths[i] for i in keep], (truth[keep] if truth is not None else None)
@@ -234,21 +235,19 @@ def _format_order() -> list[str]:
 
 
 def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None, images: Sequence[str | Path] | None,
-                   splits: dict[str, Any] | None) -> tuple[list[Path], np.ndarray | None, str]:
+                   test: list[tuple[Path, str]] | None) -> tuple[list[Path], np.ndarray | None, str]:
     if images is not None:
         if not images:
             raise EdgetlError("images is empty; pass at least one photo.")
         return [Path(p) for p in images], None, f"{len(images)} unlabelled images"
     if data is None:
-        if not splits or not splits.get("test"):
+        if not test:
             raise EdgetlError(f"{run_dir} has no test split (splits.json); pass --data TEST_DIR with <class>/<image> folders.")
         index = {label: i for i, label in enumerate(labels)}
-        classes = [Path(p).parts[0] for p in splits["test"]]
-        unknown = sorted(set(classes) - set(index))
+        unknown = sorted({cls for _, cls in test} - set(index))
         if unknown:
             raise EdgetlError(f"splits.json test classes {unknown} are not in labels.txt. Received: {run_dir}")
-        return ([Path(splits["data_dir"]) / p for p in splits["test"]], np.array([index[c] for c in classes]),
-                f"test split of {run_dir.name}")
+        return [p for p, _ in test], np.array([index[c] for _, c in test]), f"test split of {run_dir.name}"
     data = Path(data)
     if not data.is_dir():
         raise EdgetlError(f"Test data folder not found. Received: data={data}")

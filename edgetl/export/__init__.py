@@ -275,20 +275,6 @@ def read_run_metadata(run_dir: Path) -> ModelMetadata:
     return dataclasses.replace(meta, source_run=meta.source_run or run_dir.name, edgetl_version=__version__)
 
 
-def read_splits(run_dir: Path) -> dict[str, Any] | None:
-    """The run's `splits.json`, or None when it has none (a pretrained export)."""
-    path = Path(run_dir) / "splits.json"
-    if not path.is_file():
-        return None
-    try:
-        splits = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(splits.get("data_dir"), str):
-            raise KeyError("data_dir")
-        return splits
-    except (json.JSONDecodeError, KeyError, AttributeError) as e:
-        raise EdgetlError(f"splits.json is malformed ({e}). Received: {path}") from e
-
-
 # --- export --------------------------------------------------------------------------------
 
 
@@ -306,29 +292,28 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     Raises:
         EdgetlError: if the run or the options are unusable (before any conversion starts).
     """
+    from edgetl.data import read_split
+
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
-    splits = read_splits(run_dir)
-    _validate(options, has_train_split=bool(splits and splits.get("train")))
+    train, test = read_split(run_dir, "train"), read_split(run_dir, "test")
+    _validate(options, has_train_split=bool(train))
     model, meta = load_run(run_dir)
     spec = meta.preprocessing
 
     def calib() -> calibration.CalibrationSet:
         if options.calibration_dir is not None:
             ref = None
-            if splits and splits.get("train"):
-                sample = calibration.stratified_sample([("", p) for p in splits["train"]], 64, options.seed)
-                ref = calibration.pixel_stats(calibration.decode([Path(splits["data_dir"]) / p for _, p in sample], spec))
+            if train:  # the training photos' pixel statistics, to compare the folder with
+                sample = calibration.stratified_sample([(c, str(p)) for p, c in train], 64, options.seed)
+                ref = calibration.pixel_stats(calibration.decode([Path(p) for _, p in sample], spec))
             return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
                                         seed=options.seed, labels=meta.labels, reference=ref)
-        return calibration.from_split(Path(splits["data_dir"]), splits["train"], meta.labels, spec,
-                                      size=options.calibration_size, seed=options.seed,
+        return calibration.from_split(train, meta.labels, spec, size=options.calibration_size, seed=options.seed,
                                       source=f"training split of {run_dir.name}")
 
-    golden: list[Path] = []
-    if splits and splits.get("test"):
-        picks = calibration.stratified_sample([(Path(p).parts[0], p) for p in splits["test"]], GOLDEN_IMAGES, options.seed)
-        golden = [Path(splits["data_dir"]) / p for _, p in picks][:GOLDEN_IMAGES]
+    picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
+    golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
     return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden)
 
 
@@ -582,5 +567,5 @@ def _write_run(out_dir: Path, model: Any, meta: ModelMetadata) -> None:
 
 __all__ = [
     "ALL_FORMATS", "FORMATS", "PRETRAINED", "ExportFormat", "ExportOptions", "ExportReport", "ExportResult",
-    "Parity", "artefact_path", "export", "export_pretrained", "load_run", "read_run_metadata", "read_splits",
+    "Parity", "artefact_path", "export", "export_pretrained", "load_run", "read_run_metadata",
 ]

@@ -85,15 +85,11 @@ def stratified_sample(items: Sequence[tuple[str, str]], size: int, seed: int) ->
     return chosen
 
 
-def from_split(data_dir: Path, train: Sequence[str], labels: Sequence[str], spec: PreprocessingSpec, *,
+def from_split(train: Sequence[tuple[Path, str]], labels: Sequence[str], spec: PreprocessingSpec, *,
                size: int, seed: int, source: str) -> CalibrationSet:
-    """A stratified calibration set from a run's training split (paths relative to `data_dir`).
-
-    The class of `cat/1.jpg` is its first path component, as in `DATA_DIR/<class>/*`.
-    """
-    items = [(Path(p).parts[0] if len(Path(p).parts) > 1 else "", p) for p in train]
-    chosen = stratified_sample(items, size, seed)
-    paths = tuple(Path(data_dir) / p for _, p in chosen)
+    """A stratified calibration set from a run's training split, as (path, class) pairs."""
+    chosen = stratified_sample([(cls, str(path)) for path, cls in train], size, seed)
+    paths = tuple(Path(p) for _, p in chosen)
     pixels = decode(paths, spec)
     counts = {label: 0 for label in labels} | dict(Counter(c for c, _ in chosen))
     found = check_calibration(pixels, counts, labels=labels, requested=size, reference=None)
