@@ -168,3 +168,20 @@ def test_cli_export_bad_input_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "either RUN_DIR or --pretrained" in result.stderr
     result = runner.invoke(app, ["export", "--pretrained", "mobilenet_v3", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "Did you mean 'mobilenet_v2'" in result.stderr
+
+
+def test_android_assets_get_the_int8_model(exported: Exported, tmp_path: Path) -> None:
+    from edgetl.export import copy_to_android_assets
+
+    asset = copy_to_android_assets(exported.report, tmp_path / "app" / "src" / "main" / "assets")
+    assert asset.name == "model.tflite"
+    assert asset.read_bytes() == (exported.run / "export" / "model_tflite-int8.tflite").read_bytes()
+    assert [p.name for p in asset.parent.iterdir()] == ["model.tflite"]
+
+
+def test_cli_android_assets_flag(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    run = copy_run(tiny_run, tmp_path_factory, "android")
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-fp16", "--no-golden", "--android-assets", str(tmp_path / "assets")])
+    assert result.exit_code == 0, result.output
+    assert "Android asset:" in result.output
+    assert (tmp_path / "assets" / "model.tflite").read_bytes() == (run / "export" / "model_tflite-fp16.tflite").read_bytes()

@@ -503,6 +503,33 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     return _export(model, meta, options.output_dir or out_dir / "export", options, calib_fn, golden)
 
 
+ANDROID_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "tflite-dynamic")
+"""Which artefact the Android demo gets: the fastest that was exported (int8 on phones' CPUs)."""
+
+
+def copy_to_android_assets(report: ExportReport, assets_dir: str | Path) -> Path:
+    """Copy the best exported TFLite model into an Android app's assets as `model.tflite`.
+
+    Labels and preprocessing travel inside the file, so the app needs nothing else.
+
+    Raises:
+        EdgetlError: if no TFLite artefact was exported or the folder cannot be written.
+    """
+    exported = {r.format: r.path for r in report.results if r.path is not None}
+    chosen = next((exported[f] for f in ANDROID_PREFERENCE if f in exported), None)
+    if chosen is None:
+        raise EdgetlError(f"--android-assets needs a TFLite artefact. Received: formats={sorted(exported)}")
+    target = Path(assets_dir) / "model.tflite"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(".model.tflite.partial")
+        shutil.copyfile(chosen, partial)
+        partial.replace(target)
+    except OSError as e:
+        raise EdgetlError(f"Cannot write the Android asset: {e.strerror}. Received: {target}") from e
+    return target
+
+
 def _first_images(directory: Path, n: int) -> list[Path]:
     from edgetl.runtime.image import is_image_file
 
