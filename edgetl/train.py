@@ -490,6 +490,8 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
 
     Each stage keeps a `BackupAndRestore` folder, so `--resume` continues after a crash from
     the last finished epoch; a stage that already finished is replayed from its saved weights.
+    Callbacks that change what the backup holds (the learning rate) or log the epoch run before
+    the backup, which commits the epoch; `_carry_over` runs after it.
     """
     import keras
 
@@ -499,32 +501,142 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         return
     stage_dir = work / "stages" / stage.name
     stage_dir.mkdir(parents=True, exist_ok=True)
+    restored = _backup_epoch(stage_dir / "backup")
+    _trim_history(stage_dir / "history.csv", restored)
     monitor = "val_loss" if stage.val is not None else "loss"
     stage.model.compile(
         optimizer=keras.optimizers.Adam(stage.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
+    early = keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True)
+    monitors = [
         keras.callbacks.ModelCheckpoint(str(work / "checkpoints" / f"{stage.name}-best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True),
+        early,
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6),
+    ]
+    callbacks = [
+        *monitors,
         keras.callbacks.CSVLogger(str(stage_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(stage_dir / "backup"), double_checkpoint=True),
+        _carry_over(stage_dir, restored, early, monitors),
         *_tensorboard(work / "logs" / stage.name),
     ]
     (work / "checkpoints").mkdir(exist_ok=True)
-    stage.model.fit(
-        stage.x,
-        stage.y,
-        validation_data=stage.val,
-        epochs=stage.epochs,
-        batch_size=options.batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=True,
-    )
-    stage.model.save_weights(done_marker)
+    with _stop_on_sigint() as stop:
+        stage.model.fit(
+            stage.x,
+            stage.y,
+            validation_data=stage.val,
+            epochs=stage.epochs,
+            batch_size=options.batch_size,
+            callbacks=[*callbacks, stop],
+            verbose=verbose,
+            shuffle=True,
+        )
+    partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
+    stage.model.save_weights(partial)
+    partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
+
+
+_SIGINTS: list[int] = []
+"""Ctrl-C presses seen while the current stage trains."""
+
+
+@contextmanager
+def _stop_on_sigint() -> Iterator["keras.callbacks.Callback"]:
+    """A callback that ends `fit` with KeyboardInterrupt after the batch during which Ctrl-C came.
+
+    Raised straight from the signal handler, a KeyboardInterrupt can land in JAX's or
+    TensorFlow's garbage-collection callbacks, which print it as "Exception ignored" and train
+    on. So during `fit` the first Ctrl-C is only recorded (a second one raises at once).
+    """
+    import signal
+    import threading
+
+    import keras
+
+    def handler(signum: int, frame: Any) -> None:
+        _SIGINTS.append(signum)
+        if len(_SIGINTS) > 1:
+            raise KeyboardInterrupt
+
+    def check(*_: Any, **__: Any) -> None:
+        if _SIGINTS:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield keras.callbacks.Callback()
+        return
+    _SIGINTS.clear()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield keras.callbacks.LambdaCallback(on_train_batch_end=check, on_test_batch_end=check)
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+_MONITOR_FIELDS = {
+    "ModelCheckpoint": ("best",),
+    "EarlyStopping": ("wait", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
+"""What each monitoring callback learns epoch by epoch (and resets in `on_train_begin`)."""
+
+
+def _backup_epoch(backup_dir: Path) -> int:
+    """The number of epochs a `BackupAndRestore` folder holds (0 when there is none)."""
+    path = backup_dir / "training_metadata.json"
+    return int(json.loads(path.read_text())["epoch"]) if path.exists() else 0
+
+
+def _trim_history(path: Path, epochs: int) -> None:
+    """Drop logged rows of epochs the backup does not hold: they run again after a resume."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epochs]
+    if kept != rows:
+        write_text_atomic(path, "".join(",".join(row) + "\n" for row in kept))
+
+
+def _carry_over(stage_dir: Path, restored: int, early: "keras.callbacks.EarlyStopping", monitors: list) -> "keras.callbacks.Callback":
+    """Keep the monitors' state (best value, patience, plateau count, best weights) across a crash.
+
+    `BackupAndRestore` brings back the weights, the optimizer and the epoch, but every other
+    callback starts afresh: without this a resumed stage would restore the best weights of the
+    epochs after the crash only, and stop and lower the rate unlike an uninterrupted run.
+    """
+    import keras
+
+    state_file, weights_file = stage_dir / "monitors.json", stage_dir / "best_weights.npz"
+
+    def restore(logs: dict | None = None) -> None:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("epoch") != restored:  # a fresh stage, or a crash between backup and record
+            return
+        for callback, fields in zip(monitors, state["monitors"]):
+            vars(callback).update(fields)
+        if weights_file.exists():
+            with np.load(weights_file, allow_pickle=False) as saved:
+                early.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def record(epoch: int, logs: dict | None = None) -> None:
+        if early.best_weights is not None and early.best_epoch == epoch:
+            tmp = weights_file.with_name(f".{weights_file.name}.partial")
+            with open(tmp, "wb") as handle:
+                np.savez(handle, *early.best_weights)
+            tmp.replace(weights_file)
+        fields = [{name: _plain(getattr(cb, name)) for name in _MONITOR_FIELDS[type(cb).__name__]} for cb in monitors]
+        write_text_atomic(state_file, json.dumps({"epoch": epoch + 1, "monitors": fields}))
+
+    return keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=record)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a JSON-ready Python number."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _tensorboard(log_dir: Path) -> list["keras.callbacks.Callback"]:
