@@ -219,8 +219,9 @@ def _stratified_split(
     chosen: dict[str, list[int]] = {"train": [], **{name: [] for name in fractions}}
     for label in np.unique(files.labels):
         members = list(rng.permutation(np.flatnonzero(files.labels == label)))
+        class_size = len(members)  # every fraction is of the whole class, not of what is left
         for name, fraction in fractions.items():
-            count = max(1, round(len(members) * fraction)) if fraction > 0 else 0
+            count = max(1, round(class_size * fraction)) if fraction > 0 else 0
             count = min(count, len(members) - 1)
             chosen[name].extend(members[:count])
             members = members[count:]

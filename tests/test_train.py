@@ -209,3 +209,11 @@ def test_awkward_image_modes_are_converted(tmp_path: Path) -> None:
     assert upright.size == (40, 60) and upright.mode == "RGB"  # EXIF orientation 6: rotated 90 degrees
     deep = np.asarray(load_image(data / "odd" / "deep16.png"))
     assert deep.dtype == np.uint8 and abs(int(deep.mean()) - int(np.asarray(base.convert("L")).mean())) <= 1
+
+
+def test_split_fractions_are_of_each_whole_class(tmp_path: Path) -> None:
+    from edgetl.data import load_splits
+
+    data = write_solid_photos(tmp_path / "photos", {"a": (200, 0, 0), "b": (0, 0, 200)}, per_class=20, size=8)
+    splits = load_splits(data, val_split=0.25, test_split=0.25)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (20, 10, 10)
