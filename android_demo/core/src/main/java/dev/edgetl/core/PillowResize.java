@@ -199,26 +199,12 @@ public final class PillowResize {
     /** Horizontal pass over source rows [rowOffset, rowOffset + rows) of an image {@code inWidth} wide. */
     private static byte[] horizontalPass(byte[] in, int inWidth, int rowOffset, int rows, int outWidth, Coefficients c) {
         byte[] out = new byte[outWidth * rows * 3];
-        int half = 1 << (PRECISION_BITS - 1);
         for (int yy = 0; yy < rows; yy++) {
             int rowStart = (yy + rowOffset) * inWidth * 3;
             int o = yy * outWidth * 3;
             for (int xx = 0; xx < outWidth; xx++, o += 3) {
-                int xmin = c.bounds[xx * 2];
-                int count = c.bounds[xx * 2 + 1];
-                int k = xx * c.ksize;
-                int ss0 = half;
-                int ss1 = half;
-                int ss2 = half;
-                for (int x = 0, i = rowStart + xmin * 3; x < count; x++, i += 3) {
-                    int w = c.weights[k + x];
-                    ss0 += (in[i] & 0xFF) * w;
-                    ss1 += (in[i + 1] & 0xFF) * w;
-                    ss2 += (in[i + 2] & 0xFF) * w;
-                }
-                out[o] = clip8(ss0);
-                out[o + 1] = clip8(ss1);
-                out[o + 2] = clip8(ss2);
+                int start = rowStart + c.bounds[xx * 2] * 3;
+                convolve(in, start, 3, c.bounds[xx * 2 + 1], c.weights, xx * c.ksize, out, o);
             }
         }
         return out;
@@ -227,28 +213,34 @@ public final class PillowResize {
     /** Vertical pass over source columns [colOffset, colOffset + cols) of an image {@code inWidth} wide. */
     private static byte[] verticalPass(byte[] in, int inWidth, int colOffset, int cols, int outHeight, Coefficients c) {
         byte[] out = new byte[cols * outHeight * 3];
-        int half = 1 << (PRECISION_BITS - 1);
         int stride = inWidth * 3;
         for (int yy = 0; yy < outHeight; yy++) {
-            int ymin = c.bounds[yy * 2];
-            int count = c.bounds[yy * 2 + 1];
-            int k = yy * c.ksize;
             int o = yy * cols * 3;
             for (int xx = 0; xx < cols; xx++, o += 3) {
-                int ss0 = half;
-                int ss1 = half;
-                int ss2 = half;
-                for (int y = 0, i = ymin * stride + (xx + colOffset) * 3; y < count; y++, i += stride) {
-                    int w = c.weights[k + y];
-                    ss0 += (in[i] & 0xFF) * w;
-                    ss1 += (in[i + 1] & 0xFF) * w;
-                    ss2 += (in[i + 2] & 0xFF) * w;
-                }
-                out[o] = clip8(ss0);
-                out[o + 1] = clip8(ss1);
-                out[o + 2] = clip8(ss2);
+                int start = c.bounds[yy * 2] * stride + (xx + colOffset) * 3;
+                convolve(in, start, stride, c.bounds[yy * 2 + 1], c.weights, yy * c.ksize, out, o);
             }
         }
         return out;
+    }
+
+    /**
+     * One output RGB pixel: the fixed-point weighted sum of {@code count} source pixels that lie
+     * {@code step} bytes apart (3 along a row, a row's stride down a column), rounded as Pillow does.
+     */
+    private static void convolve(byte[] in, int start, int step, int count, int[] weights, int k, byte[] out, int o) {
+        int half = 1 << (PRECISION_BITS - 1);
+        int ss0 = half;
+        int ss1 = half;
+        int ss2 = half;
+        for (int n = 0, i = start; n < count; n++, i += step) {
+            int w = weights[k + n];
+            ss0 += (in[i] & 0xFF) * w;
+            ss1 += (in[i + 1] & 0xFF) * w;
+            ss2 += (in[i + 2] & 0xFF) * w;
+        }
+        out[o] = clip8(ss0);
+        out[o + 1] = clip8(ss1);
+        out[o + 2] = clip8(ss2);
     }
 }
