@@ -249,7 +249,9 @@ def decode_images(
     """
     cache_file = cache_dir / f"pixels-{_cache_key(files, spec)}.npy" if cache_dir else None
     if cache_file is not None and cache_file.exists():
-        return np.load(cache_file, mmap_mode="r"), np.load(_labels_file(cache_file))
+        cached = _load_cache(cache_file, spec)
+        if cached is not None:
+            return cached
     pixels, ok = _decode_parallel(files.files, spec, progress)
     bad = [str(f) for f, good in zip(files.files, ok) if not good]
     if bad and strict:
@@ -293,6 +295,19 @@ def _cache_key(files: LabelledFiles, spec: PreprocessingSpec) -> str:
 
 def _labels_file(cache_file: Path) -> Path:
     return cache_file.with_suffix(".labels.npy")
+
+
+def _load_cache(cache_file: Path, spec: PreprocessingSpec) -> tuple[np.ndarray, np.ndarray] | None:
+    """A cache entry, or None (with a warning) when it is damaged; never unpickled."""
+    try:
+        pixels = np.load(cache_file, mmap_mode="r", allow_pickle=False)
+        labels = np.load(_labels_file(cache_file), allow_pickle=False)
+        if pixels.dtype == np.uint8 and pixels.shape[1:] == (*spec.image_size, 3) and len(labels) == len(pixels):
+            return pixels, labels
+    except (OSError, ValueError):
+        pass
+    warnings.warn(f"The decoded-image cache {cache_file} is unreadable; decoding the photos again.", stacklevel=3)
+    return None
 
 
 def _save_cache(cache_file: Path, pixels: np.ndarray, labels: np.ndarray) -> None:

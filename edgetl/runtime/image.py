@@ -51,7 +51,12 @@ def load_image(path: str | Path) -> Image.Image:
         raise
     except FileNotFoundError as e:
         raise EdgetlError(f"Image file not found. Received: {path}") from e
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # over Pillow's own limit
+        raise EdgetlError(
+            f"Image is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, limit "
+            f"{MAX_IMAGE_PIXELS:,}). Received: {path}"
+        ) from e
+    except UnidentifiedImageError as e:
         raise EdgetlError(f"Not a readable image. Received: {path}") from e
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise EdgetlError(f"Image is corrupt or truncated ({e}). Received: {path}") from e
