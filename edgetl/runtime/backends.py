@@ -129,7 +129,7 @@ class TfliteBackend:
                 model_path=str(path), num_threads=threads, experimental_delegates=delegates
             )
         except ValueError as e:
-            raise EdgetlError(f"Not a valid TFLite model: corrupt, truncated or another format ({e}). Received: {path}") from e
+            raise EdgetlError(f"Not a valid TFLite model: corrupt, truncated or another format ({_first_line(e)}). Received: {path}") from e
         except RuntimeError as e:  # a delegate that rejects the graph
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
         self._path = path
