@@ -348,8 +348,10 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
     for fmt in formats:  # a failed format must not leave an older artefact behind to be verified
         stale = artefact_path(out_dir, fmt)
         for path in (stale, sidecar_path(stale)):
-            if path.is_file():
-                path.unlink()
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                raise EdgetlError(f"Cannot replace the older {path.name}: {e.strerror or e}. Received: {out_dir}") from e
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
     results = []
