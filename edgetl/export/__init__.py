@@ -349,7 +349,8 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
         stale = artefact_path(out_dir, fmt)
         for path in (stale, sidecar_path(stale)):
             try:
-                path.unlink(missing_ok=True)
+                if path.is_file():
+                    path.unlink()
             except OSError as e:
                 raise EdgetlError(f"Cannot replace the older {path.name}: {e.strerror or e}. Received: {out_dir}") from e
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
