@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 
 from edgetl.cli import app
@@ -18,23 +18,31 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
-def _option_row(param: click.Parameter) -> str:
-    names = " / ".join(param.opts + param.secondary_opts) if isinstance(param, click.Option) else param.human_readable_name
-    default = "" if param.required or param.default in (None, False, ()) or isinstance(param, click.Argument) else f"`{param.default}`"
+def _is_argument(param: Any) -> bool:
+    return param.param_type_name == "argument"
+
+
+def _argument_name(param: Any) -> str:
+    return param.name.upper() + ("..." if param.nargs == -1 else "")
+
+
+def _option_row(param: Any) -> str:
+    """One table row. Typer 0.29 vendors Click privately, so parameters are read by attribute."""
+    names = _argument_name(param) if _is_argument(param) else " / ".join(param.opts + param.secondary_opts)
+    default = param.default.value if hasattr(param.default, "value") else param.default  # str Enums
+    default = "" if param.required or default in (None, False, (), []) or _is_argument(param) else f"`{default}`"
     help_text = (getattr(param, "help", None) or "").replace("|", "\\|")
     return f"| `{names}` | {default} | {help_text} |"
 
 
 def render() -> str:
     group = typer.main.get_command(app)
-    context = click.Context(group, info_name="edgetl")
     sections = []
-    for name in sorted(group.list_commands(context)):
-        command = group.get_command(context, name)
-        usage = " ".join(p.human_readable_name for p in command.params if isinstance(p, click.Argument))
+    for name, command in sorted(group.commands.items()):
+        usage = " ".join(_argument_name(p) for p in command.params if _is_argument(p))
         rows = [_option_row(p) for p in command.params if p.name != "help"]
         sections.append(
-            f"### `edgetl {name} {usage}`\n\n{(command.help or '').strip()}\n\n| option | default | meaning |\n|---|---|---|\n"
+            f"### `{' '.join(filter(None, ('edgetl', name, usage)))}`\n\n{(command.help or '').strip()}\n\n| option | default | meaning |\n|---|---|---|\n"
             + "\n".join(rows)
         )
     return "\n\n".join(sections)
