@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and devices
@@ -19,7 +19,7 @@ def _pyplot():
 
 def plot_curves(history: Sequence[dict[str, str]], path: Path) -> None:
     """Loss and accuracy per epoch, train and validation, with stage boundaries marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [int(row["epoch"]) for row in history]
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -37,12 +37,12 @@ def plot_curves(history: Sequence[dict[str, str]], path: Path) -> None:
         if ax.has_data():
             ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path, *, title: str = "") -> None:
     """A confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4.0, 0.5 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
@@ -57,11 +57,12 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path, *, titl
     ax.set_ylabel("true")
     ax.set_title(f"Confusion matrix ({title})" if title else "Confusion matrix")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
-    plt = _pyplot()
+def save_figure(fig, path: Path) -> None:
+    """Write a figure under a temporary name, rename it when whole, and close it."""
+    plt = pyplot()
     tmp = path.with_name(f".{path.stem}.partial.png")
     try:
         fig.savefig(tmp, dpi=110)

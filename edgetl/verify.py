@@ -424,24 +424,26 @@ def render_markdown(report: VerifyReport) -> str:
 
 def plot_parity(report: VerifyReport, path: Path) -> None:
     """parity.png: top-1 agreement and max |Δprob| per artefact, with the thresholds."""
-    import matplotlib
+    from edgetl.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [r.format for r in report.results]
+    # An artefact that could not be compared (another run's labels or input size) has NaN
+    # figures: drawn as the worst case, not left to matplotlib's warnings.
+    agreements = np.nan_to_num([100 * r.top1_agreement for r in report.results], nan=0.0)
+    diffs = np.clip(np.nan_to_num([r.max_abs_diff for r in report.results], nan=1.0, posinf=1.0), 1e-9, 1.0)
     colours = ["tab:green" if r.passed else "tab:red" for r in report.results]
     fig, axes = plt.subplots(1, 3 if report.labelled else 2, figsize=(13 if report.labelled else 9, 3.6))
     y = np.arange(len(names))
     ax = axes[0]
-    ax.barh(y, [100 * r.top1_agreement for r in report.results], color=colours)
+    ax.barh(y, agreements, color=colours)
     for i, r in enumerate(report.results):
         ax.plot([100 * r.threshold["min_agreement"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
     for axis in axes:
         axis.invert_yaxis()  # table order, top to bottom
-    ax.set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=(min(80, *(100 * r.top1_agreement for r in report.results)) if report.results else 80, 101))
+    ax.set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=(min(80.0, *agreements), 101))
     ax = axes[1]
-    ax.barh(y, [max(r.max_abs_diff, 1e-9) for r in report.results], color=colours)
+    ax.barh(y, diffs, color=colours)
     for i, r in enumerate(report.results):
         if r.threshold["atol"] is not None:
             ax.plot([r.threshold["atol"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
@@ -454,10 +456,7 @@ def plot_parity(report: VerifyReport, path: Path) -> None:
         ax.legend(loc="lower left", fontsize=8)
     fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 __all__ = ["ParityResult", "VerifyReport", "find_artefacts", "render_markdown", "verify"]
