@@ -9,7 +9,8 @@ Strategies:
 - `scratch`: a small CNN trained from random weights, the baseline that shows the transfer gain.
 - `linear`: logistic regression (one softmax layer) on the pooled backbone features.
 - `full`: every layer trained, batch-norm included (pretraining a backbone, or a full
-  fine-tune when there are many photos).
+  fine-tune when there are many photos); batch-norm moving statistics use momentum 0.9 so that
+  inference mode keeps up with the weights.
 
 Only Keras 3 APIs are used (no `import tensorflow`, no tf.data), so this runs on the TensorFlow
 and JAX backends alike. The RUN_DIR is built under a hidden `.NAME.partial` folder beside it and
@@ -372,6 +373,7 @@ def _fit_strategy(
     dropout = 0.0 if options.strategy == "linear" else options.dropout
     head = build_head(num_classes, dropout)
     if options.strategy == "full":
+        _track_batch_statistics(backbone)
         model = build_classifier(backbone, backbone_opts.preprocess_mode, head, frozen_batch_norm=False)
         _run_stage(_Stage("full", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
         return model, {}
@@ -385,6 +387,29 @@ def _fit_strategy(
     if options.strategy != "fine-tune":
         return model, {}
     return model, _fine_tune(model, backbone, options, arrays, val, work, verbose)
+
+
+FULL_BATCH_NORM_MOMENTUM = 0.9
+"""Batch-norm momentum while `full` trains every layer (PyTorch's default, 0.1 in its terms)."""
+
+
+def _track_batch_statistics(backbone: "keras.Model") -> None:
+    """Make the backbone's batch-norm moving statistics follow the weights as they train.
+
+    Keras' MobileNets and EfficientNets use momentum 0.99 to 0.999, made for ImageNet runs of
+    hundreds of thousands of steps: a run of a few thousand leaves the moving mean and variance
+    near their initial 0 and 1 (or stale), while many layers of a trained network see variances
+    far below 1. Inference mode then feeds wrongly scaled activations forward and a network
+    trained from random weights predicts a single class, though training-mode accuracy is high.
+    At 0.9 the statistics average the last few dozen batches.
+    """
+    import keras
+
+    for layer in backbone.layers:
+        if isinstance(layer, keras.Model):
+            _track_batch_statistics(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = FULL_BATCH_NORM_MOMENTUM
 
 
 def _with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Model":
