@@ -39,6 +39,9 @@ PER_DIGIT = 36
 """Images written per digit; training gets 5 of them, so that pretrained features matter."""
 VAL_SPLIT = 0.15
 TEST_SPLIT = 0.72
+CALIBRATION_PER_DIGIT = 20
+"""Further digits per class, never trained or tested on, that calibrate the int8 formats (five
+training images per digit are too few to estimate activation ranges)."""
 PREDICT_IMAGES = 5
 PREDICT_FORMAT = "tflite-int8"
 PACKAGE = Path(__file__).resolve().parent
@@ -101,16 +104,27 @@ def shipped_backbone() -> Path:
     return path
 
 
-def write_digits(root: Path, *, seed: int = 0) -> Path:
-    """Write `PER_DIGIT` packaged digits per class as `root/<digit>/<n>.png`, upscaled to `IMAGE_SIZE` px."""
+def write_digits(root: Path, *, seed: int = 0, calibration: Path | None = None) -> Path:
+    """Write `PER_DIGIT` packaged digits per class as `root/<digit>/<n>.png`, upscaled to `IMAGE_SIZE` px.
+
+    With `calibration`, `CALIBRATION_PER_DIGIT` other digits per class go there unlabelled
+    (`calibration/<n>.png`): the representative set of the int8 formats.
+    """
     with np.load(PACKAGE / "demo_data" / "digits.npz") as data:
         images, labels = data["images"], data["labels"]
-    rng = np.random.default_rng(seed)
+    rng, spare = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     for digit in range(10):
         (root / str(digit)).mkdir(parents=True, exist_ok=True)
-        for n in np.sort(rng.choice(np.flatnonzero(labels == digit), size=PER_DIGIT, replace=False)):
-            image = Image.fromarray(images[n]).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            image.save(root / str(digit) / f"{n:04d}.png")
+        members = np.flatnonzero(labels == digit)
+        chosen = np.sort(rng.choice(members, size=PER_DIGIT, replace=False))
+        rest = np.sort(spare.choice(np.setdiff1d(members, chosen), size=CALIBRATION_PER_DIGIT, replace=False))
+        for folder, picked in ((root / str(digit), chosen), (calibration, rest)):
+            if folder is None:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in picked:
+                image = Image.fromarray(images[n]).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                image.save(folder / f"{n:04d}.png")
     return root
 
 
@@ -136,7 +150,7 @@ def run_demo(
         EdgetlError: if `out` exists without `overwrite`, or the package lacks its demo files.
     """
     from edgetl.backbones import BackboneOptions
-    from edgetl.export import export
+    from edgetl.export import ExportOptions, export
     from edgetl.train import TrainOptions, train
     from edgetl.verify import verify
 
@@ -147,8 +161,9 @@ def run_demo(
     started = time.monotonic()
     weights = shipped_backbone()
     shutil.rmtree(out / "digits", ignore_errors=True)
+    shutil.rmtree(out / "calibration", ignore_errors=True)
     say(f"Writing {PER_DIGIT * 10} handwritten digits (UCI, CC BY 4.0) as PNG folders")
-    data_dir = write_digits(out / "digits")
+    data_dir = write_digits(out / "digits", calibration=out / "calibration")
     # Digits are not mirror images of each other, so no augmentation (it would flip them).
     common = dict(batch_size=16, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0, cache_dir=out / "cache")
     say(f"Training on the shipped backbone {weights.name}: head on cached features, then fine-tune")
@@ -167,7 +182,7 @@ def run_demo(
         options=TrainOptions(strategy="scratch", epochs=40, patience=15, **common),
     )
     say("Exporting to TFLite (fp32, dynamic, fp16, int8) and ONNX (fp32, int8)")
-    exported = export(transfer.run_dir)
+    exported = export(transfer.run_dir, ExportOptions(calibration_dir=out / "calibration"))
     say("Verifying every artefact against the float Keras model")
     parity = verify(transfer.run_dir)
     predictions = _predict(transfer.run_dir, PREDICT_FORMAT)

@@ -38,7 +38,7 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 7 open: the int8 artefacts agree 97.3-97.7% < 98% with the weak (~54%) digits model", strict=False)
+@pytest.mark.xfail(reason="issue 7 open: tflite-int8 agrees 97.7% < 98% with the weak (~54%) digits model", strict=False)
 def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
     """The CLI in a fresh process: an empty KERAS_HOME, downloads pointed at a dead proxy, no ../shared."""
     keras_home, out = tmp_path / "keras_home", tmp_path / "demo"
