@@ -2,10 +2,11 @@
 
 The UCI handwritten digits the package carries (`edgetl/demo_data/digits.npz`, CC BY 4.0) are
 written as PNG class folders (`OUT/digits/<digit>/`), 36 per digit, of which edgetl's seeded
-split trains on only 5 (5 validate, 26 test), so that transfer learning shows. A classifier is trained on the backbone the
-package ships (`edgetl/models/`, a MobileNetV2-0.35 pretrained by edgetl on Fashion-MNIST):
-the head on cached features, then a short fine-tune. The `scratch` CNN trains on the same
-images as the baseline. The classifier is exported to every format, verified against the float
+split trains on only 5 (5 validate, 26 test), so that transfer learning shows. A classifier is
+trained on the backbone the package ships (`models/`, a MobileNetV2-0.35 that edgetl pretrained
+on OpenCV's 5,000 handwritten digits, another data set): the head on cached features, then a
+short fine-tune. The `scratch` CNN trains on the same images, with the same batch size, as the
+baseline. The classifier is exported to every format, verified against the float
 model, and the int8 TFLite model classifies a few test digits through `edgetl.runtime`.
 
 Nothing is downloaded: Keras builds the backbone with `weights=None` and loads the shipped file.
@@ -17,6 +18,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from importlib.resources import files
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from edgetl.verify import VerifyReport
 
 IMAGE_SIZE = 48
-BACKBONE_FILE = f"mobilenet_v2_0.35_{IMAGE_SIZE}_fashion_mnist_no_top.weights.h5"
+BACKBONE_FILE = f"mobilenet_v2_0.35_{IMAGE_SIZE}_opencv_digits_no_top.weights.h5"
 PER_DIGIT = 36
 """Images written per digit; training gets 5 of them, so that pretrained features matter."""
 VAL_SPLIT = 0.15
@@ -98,9 +100,16 @@ def shipped_backbone() -> Path:
     Raises:
         EdgetlError: if the installation lacks it.
     """
-    path = PACKAGE / "models" / BACKBONE_FILE
-    if not path.is_file():
-        raise EdgetlError(f"The shipped backbone is missing; reinstall edgetl. Received: {path}")
+    # An installed wheel carries models/ as the package `edgetl.models`; a source checkout (and an
+    # editable install) has it beside the package.
+    candidates = [PACKAGE.parent / "models" / BACKBONE_FILE]
+    try:
+        candidates.insert(0, Path(str(files("edgetl.models") / BACKBONE_FILE)))
+    except ModuleNotFoundError:
+        pass
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise EdgetlError(f"The shipped backbone is missing; reinstall edgetl. Received: {candidates[-1]}")
     return path
 
 
@@ -165,7 +174,7 @@ def run_demo(
     say(f"Writing {PER_DIGIT * 10} handwritten digits (UCI, CC BY 4.0) as PNG folders")
     data_dir = write_digits(out / "digits", calibration=out / "calibration")
     # Digits are not mirror images of each other, so no augmentation (it would flip them).
-    common = dict(batch_size=16, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0, cache_dir=out / "cache")
+    common = dict(batch_size=8, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0, cache_dir=out / "cache")
     say(f"Training on the shipped backbone {weights.name}: head on cached features, then fine-tune")
     transfer = train(
         data_dir, out / "runs" / "digits", overwrite=True, verbose=verbose,

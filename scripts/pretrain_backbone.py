@@ -1,13 +1,18 @@
-"""Pretrain the MobileNetV2 backbone edgetl ships in `models/`, on Fashion-MNIST, with edgetl itself.
+"""Pretrain the MobileNetV2 backbone edgetl ships in `models/`, with edgetl itself, on data from Debian.
 
-Fashion-MNIST (Zalando Research, MIT license) comes from Debian's `dataset-fashion-mnist`
-package (`apt-get install dataset-fashion-mnist`). The images are written as class folders of
-PNGs in a temporary folder (`train/` and the official `test/` split), `edgetl.train.train` trains
-every layer of a randomly initialized MobileNetV2 on them (`strategy="full"`), and the nested
-headless backbone's weights are saved as `models/mobilenet_v2_{alpha}_{size}_fashion_mnist_no_top.weights.h5`
-beside a `MODEL_CARD.md` holding the command and the measured test accuracy.
+Two sources, each a Debian package whose license allows shipping weights trained on it:
+- `opencv-digits` (default): the 5,000 handwritten digits (20x20) of OpenCV's samples,
+  `/usr/share/doc/opencv-doc/examples/data/digits.png` (`apt-get install opencv-doc`;
+  Apache-2.0 AND BSD-3-Clause per Debian's copyright file). 450 per digit train, 50 test.
+- `fashion-mnist`: Zalando's Fashion-MNIST (MIT), `apt-get install dataset-fashion-mnist`.
 
-    .venv/bin/python scripts/pretrain_backbone.py --image-size 48 --per-class 3000 --epochs 6
+The images are written as class folders of PNGs in a temporary folder (`train/` and `test/`),
+`edgetl.train.train` trains every layer of a randomly initialized MobileNetV2 on them
+(`strategy="full"`), and the nested headless backbone's weights are saved as
+`models/mobilenet_v2_{alpha}_{size}_{dataset}_no_top.weights.h5` beside a `MODEL_CARD.md` holding
+the command and the measured test accuracy.
+
+    .venv/bin/python scripts/pretrain_backbone.py --dataset opencv-digits --image-size 48 --epochs 12
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -29,10 +36,24 @@ from edgetl.backbones import BackboneOptions
 from edgetl.spec import write_text_atomic
 from edgetl.train import TrainOptions, TrainResult, train
 
-SOURCE = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+OPENCV_DIGITS = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
+OPENCV_TEST_PER_DIGIT = 50
 ALPHA = 0.35
 VAL_SPLIT = 0.1
+
+
+@dataclass(frozen=True)
+class Source:
+    """A pretraining data set: where it is, how to write it, and what its card says."""
+
+    path: Path
+    install: str
+    write: Callable[[Path, int | None, np.random.Generator], dict[str, int]]
+    description: str
+    license: str
+    suited_for: str
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -43,20 +64,66 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def write_split(prefix: str, root: Path, per_class: int | None, rng: np.random.Generator) -> int:
-    """Write `root/<class>/<i>.png` (28x28 grayscale), at most `per_class` drawn per class."""
-    images = read_idx(SOURCE / f"{prefix}-images-idx3-ubyte.gz")
-    labels = read_idx(SOURCE / f"{prefix}-labels-idx1-ubyte.gz")
-    written = 0
-    for index, name in enumerate(CLASSES):
-        members = np.flatnonzero(labels == index)
-        if per_class is not None:
-            members = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False))
+def write_fashion_mnist(root: Path, per_class: int | None, rng: np.random.Generator) -> dict[str, int]:
+    """`root/{train,test}/<class>/<i>.png` (28x28): `per_class` drawn per class, the official test split."""
+    counts = {}
+    for split, prefix, limit in (("train", "train", per_class), ("test", "t10k", None)):
+        images = read_idx(FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
+        chosen = [
+            (name, members if limit is None else np.sort(rng.choice(members, size=min(limit, len(members)), replace=False)))
+            for index, name in enumerate(FASHION_CLASSES)
+            for members in [np.flatnonzero(labels == index)]
+        ]
+        counts[split] = _write_pngs(root / split, images, chosen)
+    return counts
+
+
+def write_opencv_digits(root: Path, per_class: int | None, rng: np.random.Generator) -> dict[str, int]:
+    """`root/{train,test}/<digit>/<i>.png` (20x20) from OpenCV's 2000x1000 sheet: 500 per digit,
+    in 5 rows of 100 cells each, the last `OPENCV_TEST_PER_DIGIT` of each digit held out."""
+    sheet = np.asarray(Image.open(OPENCV_DIGITS).convert("L"))
+    cells = sheet.reshape(50, 20, 100, 20).transpose(0, 2, 1, 3).reshape(-1, 20, 20)
+    labels = np.repeat(np.arange(10), 500)
+    counts = {}
+    for split in ("train", "test"):
+        chosen = []
+        for digit in range(10):
+            members = np.flatnonzero(labels == digit)
+            members = members[:-OPENCV_TEST_PER_DIGIT] if split == "train" else members[-OPENCV_TEST_PER_DIGIT:]
+            if split == "train" and per_class is not None:
+                members = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False))
+            chosen.append((str(digit), members))
+        counts[split] = _write_pngs(root / split, cells, chosen)
+    return counts
+
+
+def _write_pngs(root: Path, images: np.ndarray, chosen: list[tuple[str, np.ndarray]]) -> int:
+    for name, members in chosen:
         (root / name).mkdir(parents=True)
         for i in members:
             Image.fromarray(images[i]).save(root / name / f"{i:05d}.png")
-        written += len(members)
-    return written
+    return sum(len(members) for _, members in chosen)
+
+
+SOURCES = {
+    "opencv-digits": Source(
+        path=OPENCV_DIGITS,
+        install="apt-get install opencv-doc",
+        write=write_opencv_digits,
+        description="the 5,000 handwritten digits (20x20 grayscale) of OpenCV's samples, `digits.png`, 450 per digit for training and 50 held out",
+        license="OpenCV's samples, Apache-2.0 AND BSD-3-Clause per Debian's copyright file of `opencv-doc`",
+        suited_for="small handwritten or grayscale symbols: the offline `edgetl demo` (the UCI handwritten digits, a different data set)",
+    ),
+    "fashion-mnist": Source(
+        path=FASHION_MNIST,
+        install="apt-get install dataset-fashion-mnist",
+        write=write_fashion_mnist,
+        description="Fashion-MNIST (10 classes of clothing, 28x28 grayscale), its official train and test splits",
+        license="Fashion-MNIST, Copyright (c) 2017 Zalando SE, MIT license, as packaged by Debian (`dataset-fashion-mnist`)",
+        suited_for="small grayscale product photos",
+    ),
+}
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
@@ -68,11 +135,12 @@ def model_card(
     args: argparse.Namespace, weights: Path, result: TrainResult, test_accuracy: float, counts: dict[str, int], minutes: float
 ) -> str:
     metrics = result.metrics
+    source = SOURCES[args.dataset]
     command = " ".join(["python scripts/pretrain_backbone.py", *map(shlex.quote, sys.argv[1:])])
     return f"""# {weights.name}
 
 A headless MobileNetV2 (alpha {ALPHA}, {args.image_size}x{args.image_size} RGB input, no top) pretrained by
-edgetl's own code on Fashion-MNIST, so that `edgetl demo` and offline users have a pretrained
+edgetl's own code on {args.dataset}, so that `edgetl demo` and offline users have a pretrained
 backbone without a network. Load it with `edgetl train DATA --backbone mobilenet_v2 --alpha {ALPHA}
 --image-size {args.image_size} --weights models/{weights.name}`, or with
 `keras.applications.MobileNetV2(input_shape=({args.image_size}, {args.image_size}, 3), alpha={ALPHA}, include_top=False, weights=None).load_weights(path)`.
@@ -81,21 +149,18 @@ backbone without a network. Load it with `edgetl train DATA --backbone mobilenet
 |---|---|
 | Architecture | `keras.applications.MobileNetV2(alpha={ALPHA}, include_top=False)`, {args.image_size}x{args.image_size}x3 input |
 | Input | RGB pixels scaled to [-1, 1] (x / 127.5 - 1); an edgetl classifier does this inside, so it takes RGB [0, 255] pixels |
-| Training data | Fashion-MNIST train split, {counts['train']} images ({args.per_class} per class), {VAL_SPLIT:.0%} held out for validation; grayscale 28x28 repeated to RGB and resized bilinearly to {args.image_size}x{args.image_size} |
+| Training data | {source.description}: {counts['train']} training images, {VAL_SPLIT:.0%} of them held out for validation; grayscale repeated to RGB and resized bilinearly to {args.image_size}x{args.image_size} |
 | Training | `edgetl.train.train`, strategy `full` (every layer, batch-norm included, batch-norm momentum 0.9), random initialization, {args.epochs} epochs at most, batch {args.batch_size}, Adam lr {args.learning_rate}, no augmentation |
-| Fashion-MNIST test accuracy | **{test_accuracy:.2%}** on the official test split ({counts['test']} images), the saved classifier in inference mode |
+| Test accuracy | **{test_accuracy:.2%}** on the held-out test split ({counts['test']} images), the saved classifier in inference mode |
 | Training time | {minutes:.1f} min on {os.cpu_count()} CPU cores |
 | Size | {weights.stat().st_size / 1e6:.2f} MB |
 
 ## What it is for
-Small grayscale-like images: the offline `edgetl demo` (handwritten digits) and quick tries. It
-learned from 10 classes of clothing photos on a black background, so it is far weaker than the
-ImageNet weights on everyday photos: when online, `--weights imagenet` (the default) is the
-recommended path.
+{source.suited_for}, and quick offline tries. It is far weaker than the ImageNet weights on
+everyday photos: when online, `--weights imagenet` (the default) is the recommended path.
 
 ## Licenses
-- Data: Fashion-MNIST, Copyright (c) 2017 Zalando SE, MIT license
-  (https://github.com/zalandoresearch/fashion-mnist), as packaged by Debian (`dataset-fashion-mnist`).
+- Data: {source.license}.
 - These weights: made by the edgetl project, Apache-2.0 like the rest of edgetl.
 
 ## How it was made
@@ -108,20 +173,21 @@ recommended path.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=tuple(SOURCES), default="opencv-digits")
     parser.add_argument("--image-size", type=int, default=48, choices=(32, 48, 64))
-    parser.add_argument("--per-class", type=int, default=3000, help="Training images per class (at most 6000).")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--per-class", type=int, default=None, help="Training images per class (default: all).")
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     args = parser.parse_args()
-    if not SOURCE.is_dir():
-        sys.exit(f"Fashion-MNIST not found in {SOURCE}: apt-get install dataset-fashion-mnist")
+    source = SOURCES[args.dataset]
+    if not source.path.exists():
+        sys.exit(f"{args.dataset} not found at {source.path}: {source.install}")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgetl-fashion-") as tmp:
-        data, cache = Path(tmp) / "fashion_mnist", Path(tmp) / "cache"
-        rng = np.random.default_rng(0)
-        counts = {"train": write_split("train", data / "train", args.per_class, rng), "test": write_split("t10k", data / "test", None, rng)}
+    with tempfile.TemporaryDirectory(prefix="edgetl-pretrain-") as tmp:
+        data, cache = Path(tmp) / args.dataset, Path(tmp) / "cache"
+        counts = source.write(data, args.per_class, np.random.default_rng(0))
         result = train(
             data,
             Path(tmp) / "run",
@@ -135,7 +201,7 @@ def main() -> None:
         model = keras.saving.load_model(result.model_path, safe_mode=True)
         test_accuracy = result.metrics["test_accuracy"]
         args.out.mkdir(parents=True, exist_ok=True)
-        weights = args.out / f"mobilenet_v2_{ALPHA}_{args.image_size}_fashion_mnist_no_top.weights.h5"
+        weights = args.out / f"mobilenet_v2_{ALPHA}_{args.image_size}_{args.dataset.replace('-', '_')}_no_top.weights.h5"
         backbone_of(model).save_weights(weights)
     minutes = (time.monotonic() - started) / 60
     write_text_atomic(args.out / "MODEL_CARD.md", model_card(args, weights, result, test_accuracy, counts, minutes))
