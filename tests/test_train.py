@@ -239,3 +239,20 @@ def test_full_training_from_random_weights_predicts_in_inference_mode(tmp_path: 
         )
     # metrics.json comes from model.predict: inference mode, the moving statistics.
     assert result.metrics["test_accuracy"] >= 0.7, result.metrics["test_accuracy"]
+
+
+def test_hub_backbone_from_a_local_saved_model(colour_photos: Path, tmp_path: Path) -> None:
+    """`--backbone hub:DIR` trains through tensorflow-hub on a local SavedModel; export refuses,
+    clearly, to deserialize its external SavedModel (safe mode stays on)."""
+    import keras
+
+    pytest.importorskip("tensorflow_hub", reason="hub backbones need tensorflow-hub")
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inputs))
+    keras.Model(inputs, features).export(str(tmp_path / "saved_model"), verbose=False)
+    result = runner.invoke(app, ["train", str(colour_photos), "--out", str(tmp_path / "run"), "--backbone", f"hub:{tmp_path / 'saved_model'}",
+                                 "--image-size", "32", "--epochs", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["backbone"]["name"].startswith("hub:")
+    exported = runner.invoke(app, ["export", str(tmp_path / "run"), "--formats", "tflite-fp32"])
+    assert exported.exit_code == 2 and "never turns safe mode off" in exported.stderr

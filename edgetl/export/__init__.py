@@ -243,6 +243,12 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
+        if "safe_mode" in str(e):  # a Lambda layer, or a hub backbone's external SavedModel (TFSMLayer)
+            raise EdgetlError(
+                f"Cannot load {model_path}: it holds code or an external SavedModel that Keras' safe_mode "
+                "refuses to load, and edgetl never turns safe mode off. Runs on a hub: backbone train and "
+                "predict in Keras but cannot be exported yet; train on a Keras backbone (e.g. --backbone mobilenet_v2)."
+            ) from e
         raise EdgetlError(f"Cannot load {model_path} ({type(e).__name__}: {e})") from e
     height, width = meta.preprocessing.image_size
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
