@@ -244,9 +244,10 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
         if "safe_mode" in str(e):  # a Lambda layer, or a hub backbone's external SavedModel (TFSMLayer)
+            what = str(e).split(". ")[0]  # Keras names the layer: a `Lambda`, a `TFSMLayer`
             raise EdgetlError(
                 f"Cannot load {model_path}: it holds code or an external SavedModel that Keras' safe_mode "
-                "refuses to load, and edgetl never turns safe mode off. Runs on a hub: backbone train and "
+                f"refuses to load ({what}), and edgetl never turns safe mode off. Runs on a hub: backbone train and "
                 "predict in Keras but cannot be exported yet; train on a Keras backbone (e.g. --backbone mobilenet_v2)."
             ) from e
         raise EdgetlError(f"Cannot load {model_path} ({type(e).__name__}: {e})") from e
