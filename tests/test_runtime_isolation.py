@@ -47,7 +47,8 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _copy_source(target: Path) -> Path:
     """Copy what a wheel build needs, so setuptools writes its build/ folder here, not in the checkout."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "edgetl", target / "edgetl", ignore=ignore)
+    for folder in ("edgetl", "models"):  # models/ ships inside the package as edgetl.models
+        shutil.copytree(REPO / folder, target / folder, ignore=ignore)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, target / name)
