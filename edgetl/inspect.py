@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.metadata import zip_entries
 from edgetl.spec import METADATA_FILE_NAME
 
 SUFFIXES = (".tflite", ".onnx")
@@ -178,7 +179,8 @@ def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
 
     parsed = read_tflite(data, source=str(path))
     standard = tflite_metadata.read_metadata(data)
-    embedded = tflite_metadata.read_packed_file(data, METADATA_FILE_NAME)
+    packed = zip_entries(data)
+    embedded = packed.get(METADATA_FILE_NAME)
     report = preflight(parsed["operators"], parsed["inputs"], parsed["outputs"])
     return InspectReport(
         path=path, format="tflite", size_bytes=len(data),
@@ -188,7 +190,7 @@ def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
         edgetl=_json_or_error(embedded, path) if embedded is not None else None,
         tflite_metadata=standard.to_dict() if standard else None,
         details={"description": parsed["description"], "subgraphs": parsed["subgraphs"],
-                 "packed_files": tflite_metadata.packed_files(data)},
+                 "packed_files": list(packed)},
         edgetpu=report.to_dict(),
     )
 

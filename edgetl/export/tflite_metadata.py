@@ -19,11 +19,13 @@ has no wheels for current Python). Field numbers below are the slot indices of e
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.metadata import FlatTable, metadata_buffer, zip_entries
 from edgetl.spec import METADATA_FILE_NAME, ModelMetadata
 
 METADATA_FIELD_NAME = "TFLITE_METADATA"
@@ -253,59 +255,6 @@ class TfliteMetadata:
         }
 
 
-class _Table:
-    """Minimal read access to a flatbuffer table by slot number (no generated code needed)."""
-
-    def __init__(self, buf: bytes, pos: int) -> None:
-        from flatbuffers.table import Table
-
-        self._t = Table(buf, pos)
-        self._buf = buf
-
-    def _field(self, slot: int) -> int:
-        return self._t.Offset(4 + 2 * slot)
-
-    def scalar(self, slot: int, flags: Any, default: int = 0) -> int:
-        off = self._field(slot)
-        return self._t.Get(flags, off + self._t.Pos) if off else default
-
-    def string(self, slot: int) -> str:
-        off = self._field(slot)
-        return _decode(self._t.String(off + self._t.Pos)) if off else ""
-
-    def table(self, slot: int) -> "_Table | None":
-        off = self._field(slot)
-        return _Table(self._buf, self._t.Indirect(off + self._t.Pos)) if off else None
-
-    def tables(self, slot: int) -> list["_Table"]:
-        off = self._field(slot)
-        if not off:
-            return []
-        start = self._t.Vector(off)
-        return [_Table(self._buf, self._t.Indirect(start + 4 * i)) for i in range(self._t.VectorLen(off))]
-
-    def floats(self, slot: int) -> tuple[float, ...]:
-        import flatbuffers.number_types as N
-
-        off = self._field(slot)
-        if not off:
-            return ()
-        start = self._t.Vector(off)
-        return tuple(float(self._t.Get(N.Float32Flags, start + 4 * i)) for i in range(self._t.VectorLen(off)))
-
-
-def metadata_buffer(model: bytes) -> bytes | None:
-    """Return the raw ``TFLITE_METADATA`` flatbuffer of a TFLite model, or None if it has none."""
-    schema = _schema()
-    root = schema.Model.GetRootAs(model, 0)
-    for i in range(root.MetadataLength()):
-        entry = root.Metadata(i)
-        if _decode(entry.Name()) == METADATA_FIELD_NAME:
-            data = root.Buffers(entry.Buffer())
-            return None if data.DataIsNone() else data.DataAsNumpy().tobytes()
-    return None
-
-
 def read_metadata(model: bytes) -> TfliteMetadata | None:
     """Parse the standard metadata of a TFLite model; None when the model has none.
 
@@ -314,15 +263,13 @@ def read_metadata(model: bytes) -> TfliteMetadata | None:
     """
     import flatbuffers.number_types as N
 
-    raw = metadata_buffer(model)
-    if raw is None:
-        return None
-    if raw[4:8] != METADATA_FILE_IDENTIFIER:
-        raise EdgetlError("The model's TFLITE_METADATA buffer is not TFLite Model Metadata (identifier is not 'M001').")
     try:
-        import flatbuffers
-
-        root = _Table(raw, flatbuffers.encode.Get(flatbuffers.packer.uoffset, raw, 0))
+        raw = metadata_buffer(FlatTable.root(model), model)
+        if raw is None:
+            return None
+        if raw[4:8] != METADATA_FILE_IDENTIFIER:
+            raise EdgetlError("The model's TFLITE_METADATA buffer is not TFLite Model Metadata (identifier is not 'M001').")
+        root = FlatTable.root(raw)
         files: list[tuple[str, str]] = [_file(f) for f in root.tables(6)]
         color, size, mean, std, labels_file = "", None, (), (), ""
         for sub in root.tables(3)[:1]:
@@ -345,34 +292,16 @@ def read_metadata(model: bytes) -> TfliteMetadata | None:
                 files += out_files
                 labels_file = next((n for n, t in out_files if t == "TENSOR_AXIS_LABELS"), "")
         return TfliteMetadata(
-            name=root.string(0), description=root.string(1), version=root.string(2),
-            min_parser_version=root.string(7), input_color_space=color, input_size=size,
+            name=root.string(0) or "", description=root.string(1) or "", version=root.string(2) or "",
+            min_parser_version=root.string(7) or "", input_color_space=color, input_size=size,
             mean=mean, std=std, labels_file=labels_file, associated_files=tuple(files),
-            packed_files=tuple(packed_files(model)),
+            packed_files=tuple(zip_entries(model)),
         )
-    except (IndexError, ValueError, TypeError) as e:  # offsets pointing outside the buffer
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError) as e:  # offsets outside the buffer
         raise EdgetlError(f"The model's TFLite Model Metadata is corrupt ({e}).") from e
 
 
-def _file(table: _Table) -> tuple[str, str]:
+def _file(table: FlatTable) -> tuple[str, str]:
     import flatbuffers.number_types as N
 
-    return table.string(0), _ASSOCIATED_FILE_TYPES.get(table.scalar(2, N.Int8Flags), "UNKNOWN")
-
-
-def packed_files(model: bytes) -> list[str]:
-    """Names of the associated files zipped onto the end of a TFLite model."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model)) as zf:
-            return zf.namelist()
-    except zipfile.BadZipFile:
-        return []
-
-
-def read_packed_file(model: bytes, name: str) -> bytes | None:
-    """One associated file zipped onto the model, or None if it is not there."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model)) as zf:
-            return zf.read(name) if name in zf.namelist() else None
-    except zipfile.BadZipFile:
-        return None
+    return table.string(0) or "", _ASSOCIATED_FILE_TYPES.get(table.scalar(2, N.Int8Flags), "UNKNOWN")

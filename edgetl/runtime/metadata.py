@@ -72,14 +72,18 @@ class FileInfo:
     custom_ops: tuple[str, ...] = ()
 
 
-class _Fb:
-    """A flatbuffer table read by field slot (slot i lives at vtable offset 4 + 2 i)."""
+class FlatTable:
+    """A flatbuffer table read by field slot (slot i lives at vtable offset 4 + 2 i).
+
+    Reads the TFLite model and its Model Metadata without generated schema code; export and
+    inspect use it too.
+    """
 
     def __init__(self, buf: bytes, pos: int) -> None:
         self._t = Table(buf, pos)
 
     @classmethod
-    def root(cls, buf: bytes) -> _Fb:
+    def root(cls, buf: bytes) -> FlatTable:
         return cls(buf, struct.unpack_from("<I", buf, 0)[0])
 
     def _off(self, slot: int) -> int:
@@ -93,16 +97,16 @@ class _Fb:
         off = self._off(slot)
         return self._t.String(self._t.Pos + off).decode("utf-8") if off else None
 
-    def table(self, slot: int) -> _Fb | None:
+    def table(self, slot: int) -> FlatTable | None:
         off = self._off(slot)
-        return _Fb(self._t.Bytes, self._t.Indirect(self._t.Pos + off)) if off else None
+        return FlatTable(self._t.Bytes, self._t.Indirect(self._t.Pos + off)) if off else None
 
-    def tables(self, slot: int) -> list[_Fb]:
+    def tables(self, slot: int) -> list[FlatTable]:
         off = self._off(slot)
         if not off:
             return []
         start = self._t.Vector(off)
-        return [_Fb(self._t.Bytes, self._t.Indirect(start + 4 * i)) for i in range(self._t.VectorLen(off))]
+        return [FlatTable(self._t.Bytes, self._t.Indirect(start + 4 * i)) for i in range(self._t.VectorLen(off))]
 
     def floats(self, slot: int) -> tuple[float, ...]:
         off = self._off(slot)
@@ -125,18 +129,18 @@ def read_tflite_info(path: Path, data: bytes) -> FileInfo:
         EdgetlError: if the metadata inside the file is corrupt.
     """
     try:
-        model = _Fb.root(data)
+        model = FlatTable.root(data)
         custom_ops = tuple(
             code for op in model.tables(_MODEL_OPERATOR_CODES) if (code := op.string(_OPCODE_CUSTOM_CODE))
         )
-        archive = _zip_entries(data)
+        archive = zip_entries(data)
         embedded = archive.get(METADATA_FILE_NAME)
         info = FileInfo(
             metadata=ModelMetadata.from_json(embedded) if embedded is not None else read_sidecar(path),
             custom_ops=custom_ops,
         )
-        meta_buf = _metadata_buffer(model, data)
-        return _with_tflite_metadata(info, _Fb.root(meta_buf), archive) if meta_buf else info
+        meta_buf = metadata_buffer(model, data)
+        return _with_tflite_metadata(info, FlatTable.root(meta_buf), archive) if meta_buf else info
     except (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
         raise EdgetlError(f"The model's embedded metadata is corrupt ({e}). Received: {path}") from e
 
@@ -161,7 +165,7 @@ def read_sidecar(path: Path) -> ModelMetadata | None:
         raise EdgetlError(f"Cannot read the model's sidecar metadata. Received: {sidecar} ({e})") from e
 
 
-def _zip_entries(data: bytes) -> dict[str, bytes]:
+def zip_entries(data: bytes) -> dict[str, bytes]:
     """The associated files zipped onto the end of a .tflite (empty if there are none)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -170,7 +174,7 @@ def _zip_entries(data: bytes) -> dict[str, bytes]:
         return {}
 
 
-def _metadata_buffer(model: _Fb, data: bytes) -> bytes | None:
+def metadata_buffer(model: FlatTable, data: bytes) -> bytes | None:
     """The `TFLITE_METADATA` buffer's bytes, from inside the flatbuffer or at its file offset."""
     for entry in model.tables(_MODEL_METADATA):
         if entry.string(_METADATA_NAME) != "TFLITE_METADATA":
@@ -183,7 +187,7 @@ def _metadata_buffer(model: _Fb, data: bytes) -> bytes | None:
     return None
 
 
-def _with_tflite_metadata(info: FileInfo, metadata: _Fb, archive: dict[str, bytes]) -> FileInfo:
+def _with_tflite_metadata(info: FileInfo, metadata: FlatTable, archive: dict[str, bytes]) -> FileInfo:
     subgraphs = metadata.tables(_MM_SUBGRAPHS)
     if not subgraphs:
         return info
@@ -200,7 +204,7 @@ def _with_tflite_metadata(info: FileInfo, metadata: _Fb, archive: dict[str, byte
     )
 
 
-def _normalization(tensor: _Fb) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, str | None]:
+def _normalization(tensor: FlatTable) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, str | None]:
     mean = std = color_space = None
     for unit in tensor.tables(_TM_PROCESS_UNITS):
         if unit.scalar(_PU_OPTIONS_TYPE, nt.Uint8Flags) == _PROCESS_UNIT_NORMALIZATION:
@@ -212,7 +216,7 @@ def _normalization(tensor: _Fb) -> tuple[tuple[float, ...] | None, tuple[float, 
     return mean or None, std or None, color_space
 
 
-def _axis_labels(tensor: _Fb, archive: dict[str, bytes]) -> tuple[str, ...] | None:
+def _axis_labels(tensor: FlatTable, archive: dict[str, bytes]) -> tuple[str, ...] | None:
     for file in tensor.tables(_TM_ASSOCIATED_FILES):
         name = file.string(_AF_NAME)
         if file.scalar(_AF_TYPE, nt.Int8Flags) == _FILE_TENSOR_AXIS_LABELS and name in archive:
