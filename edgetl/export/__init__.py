@@ -99,7 +99,11 @@ FORMATS: dict[str, ExportFormat] = {
     # MobileNetV2-224 cats/dogs (bench/export_parity.py) with 100% agreement, so like int8 it is
     # judged on agreement and accuracy, not on an absolute tolerance.
     "tflite-dynamic": ExportFormat(fn=export_tflite_dynamic, suffix=".tflite", parity=Parity()),
-    "tflite-fp16": ExportFormat(fn=export_tflite_fp16, suffix=".tflite", parity=Parity(atol=1e-2)),
+    # Float16 weights move a logit by ~0.3% of the gap between classes (median); on an image that
+    # sits near a tie (0.45 vs 0.38 in the demo's digits model) that moves a probability by 0.026
+    # and can swap the top-1, where a conversion bug moves every image. So: a tolerance that no
+    # bug passes, and a stricter agreement than the integer formats.
+    "tflite-fp16": ExportFormat(fn=export_tflite_fp16, suffix=".tflite", parity=Parity(atol=5e-2, min_agreement=0.99)),
     "tflite-int8": ExportFormat(fn=export_tflite_int8, suffix=".tflite", accepts=_CALIB | {"io_dtype"},
                                 parity=Parity(), calibrated=True),
     "onnx": ExportFormat(fn=export_onnx, suffix=".onnx", accepts=frozenset({"onnx_opset"}), parity=Parity(atol=1e-4)),
