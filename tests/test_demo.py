@@ -37,16 +37,13 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     assert "--overwrite" in result.stderr
 
 
-FLOAT_FORMATS = ("tflite-fp32", "tflite-fp16", "onnx")
-
-
 @pytest.mark.slow
 def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
     """The CLI in a fresh process: an empty KERAS_HOME, downloads pointed at a dead proxy, no ../shared.
 
-    The demo's exit code is its parity verdict. What issue 7 still lacks (a transfer gain over
-    scratch on the digits, and int8 agreement >= 98% on that low-confidence model) is reported in
-    demo.json and not asserted here; everything else is.
+    It must pass parity (exit code 0) and show the transfer gain the shipped backbone exists for:
+    with 5 digits per class, +8.5 points over scratch on 2 CPU cores here; asserted with a margin
+    for other CPUs' float rounding.
     """
     keras_home, out = tmp_path / "keras_home", tmp_path / "demo"
     keras_home.mkdir()
@@ -58,7 +55,7 @@ def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )
     summary = json.loads((out / "demo.json").read_text())
-    assert result.returncode == (0 if summary["passed"] else 1), result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0 and summary["passed"], result.stdout[-3000:] + result.stderr[-3000:]
     export_dir = out / "runs" / "digits" / "export"
     for fmt in FORMATS:
         assert (export_dir / f"model_{fmt}{'.onnx' if fmt.startswith('onnx') else '.tflite'}").is_file()
@@ -66,8 +63,9 @@ def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
         assert (export_dir / name).is_file()
     parity = {a["format"]: a for a in json.loads((export_dir / "verify.json").read_text())["artefacts"]}
     assert set(parity) == set(FORMATS)
-    assert all(parity[fmt]["passed"] for fmt in FLOAT_FORMATS)
-    assert summary["transfer_test_accuracy"] > 0.5 and summary["scratch_test_accuracy"] > 0.1
+    assert all(artefact["passed"] for artefact in parity.values())
+    assert summary["transfer_test_accuracy"] > 0.88
+    assert summary["transfer_gain"] > 0.04, summary
     assert (out / "runs" / "digits-scratch" / "model.keras").is_file()
     # Keras writes its keras.json config there at import; downloads would land in models/.
     assert not list((keras_home / "models").glob("*")), "the demo must not download anything"
