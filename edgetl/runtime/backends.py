@@ -9,6 +9,7 @@ needs: `input`, `output`, `run(tensor)` and `invoke()`.
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,24 @@ def _tflite_module() -> tuple[Any, str]:
     )
 
 
+_DISTRIBUTIONS = {
+    "ai-edge-litert": ("ai-edge-litert",),
+    "tflite-runtime": ("tflite-runtime",),
+    "tensorflow.lite": ("tensorflow", "tensorflow-cpu"),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+}
+
+
+def interpreter_version(name: str) -> str:
+    """`name` and its installed version, e.g. "ai-edge-litert 2.3.0" ("unknown" if not found)."""
+    for distribution in _DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return f"{name} {importlib.metadata.version(distribution)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"{name} unknown"
+
+
 class _TfLiteShim:
     """`tensorflow.lite` laid out like the `ai_edge_litert.interpreter` module."""
 
@@ -129,6 +148,12 @@ class TfliteBackend:
                 model_path=str(path), num_threads=threads, experimental_delegates=delegates
             )
         except ValueError as e:
+            if "Didn't find op for builtin opcode" in str(e):
+                raise EdgetlError(
+                    f"This model uses an op version that {self.name} is too old to run ({_first_line(e)}). "
+                    "Install ai-edge-litert (pip install 'edgetl[runtime]'), or export a format older "
+                    f"interpreters run: tflite-fp32, tflite-fp16, tflite-int8. Received: {path}"
+                ) from e
             raise EdgetlError(f"Not a valid TFLite model: corrupt, truncated or another format ({_first_line(e)}). Received: {path}") from e
         except RuntimeError as e:  # a delegate that rejects the graph
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
