@@ -248,6 +248,8 @@ def selftest(
             console.print(f"{mark} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
         verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
         console.print(f"{verdict} {model.name} against {report.golden}")
+        if report.hint:
+            console.print(f"note: {report.hint}", highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _export_shared import Exported, exported_run
 from conftest import REPO, shared_path
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "typer", "rich")
@@ -78,3 +79,41 @@ def test_runtime_only_venv_runs_a_coral_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"label": "chickadee"' in result.stdout
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return exported_run(tiny_run, tmp_path_factory)
+
+
+def _runtime(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m edgetl.runtime ARGS` from the venv's parent folder, so the installed package is the one imported."""
+    return subprocess.run(
+        [str(python), "-m", "edgetl.runtime", *args], capture_output=True, text=True, timeout=120, cwd=python.parents[2]
+    )
+
+
+def test_tflite_runtime_fallback_on_an_older_device(exported: Exported, tmp_path: Path) -> None:
+    """An older Pi OS image: tflite-runtime 2.14 with numpy 1.x, no ai-edge-litert (~20 s).
+
+    Float exports reproduce their golden vectors exactly. The int8 model runs; where the old
+    int8 kernels round differently, the selftest says which two interpreters disagree. The
+    dynamic-range model needs an op version 2.14 lacks, and the error says what to do.
+    """
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    deps = _pip(python, "--only-binary", ":all:", "numpy<2", "pillow", "flatbuffers", "tflite-runtime==2.14.0")
+    if deps.returncode != 0:
+        pytest.skip(f"no package index reachable to build the tflite-runtime venv: {deps.stderr.strip()[-200:]}")
+    assert _pip(python, "--no-deps", str(_copy_source(tmp_path / "src"))).returncode == 0
+    export_dir = exported.run / "export"
+    for fmt in ("tflite-fp32", "tflite-fp16"):
+        result = _runtime(python, str(export_dir / f"model_{fmt}.tflite"), "--selftest")
+        assert result.returncode == 0, result.stdout + result.stderr
+    int8 = _runtime(python, str(export_dir / "model_tflite-int8.tflite"), "--selftest")
+    assert int8.returncode == 0 or (
+        int8.returncode == 1 and "made with ai-edge-litert" in int8.stdout and "runs tflite-runtime 2.14.0" in int8.stdout
+    ), int8.stdout + int8.stderr
+    dynamic = _runtime(python, str(export_dir / "model_tflite-dynamic.tflite"), "--selftest")
+    assert dynamic.returncode == 2
+    assert dynamic.stderr.startswith("error: This model uses an op version that tflite-runtime is too old to run")

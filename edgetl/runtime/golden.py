@@ -20,6 +20,7 @@ from PIL import Image
 
 from edgetl import __version__
 from edgetl.errors import EdgetlError
+from edgetl.runtime.backends import interpreter_version
 from edgetl.runtime.classifier import Classifier
 from edgetl.runtime.image import load_image, load_pixels
 from edgetl.spec import PreprocessingSpec, write_text_atomic
@@ -50,16 +51,34 @@ class GoldenReport:
     model: Path
     golden: Path
     checks: tuple[ImageCheck, ...]
+    made_with: str | None = None
+    """The interpreter that wrote the golden vectors, e.g. "ai-edge-litert 2.3.0" (None: not recorded)."""
+    runs_on: str = ""
+    """The interpreter this check ran on."""
 
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
+
+    @property
+    def hint(self) -> str:
+        """Why a failure may be the interpreter rather than the device ("" when there is no such doubt)."""
+        if self.passed or self.made_with is None or self.made_with == self.runs_on:
+            return ""
+        return (
+            f"The golden vectors were made with {self.made_with}; this device runs {self.runs_on}, whose "
+            f"kernels may round differently (quantized models especially). For an exact check, run it on "
+            f"{self.made_with}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": str(self.model),
             "golden": str(self.golden),
             "passed": self.passed,
+            "made_with": self.made_with,
+            "runs_on": self.runs_on,
+            "hint": self.hint,
             "images": [{"image": c.image, "passed": c.passed, "reasons": list(c.reasons)} for c in self.checks],
         }
 
@@ -124,16 +143,17 @@ def check_golden(model: Path, golden_dir: Path) -> GoldenReport:
         known = ", ".join(sorted(document["artefacts"])) or "none"
         raise EdgetlError(f"{golden_dir / GOLDEN_FILE} has no entry for this model. Received: {model.name}. Entries: {known}")
     clf = Classifier.from_file(model)
+    interpreters = {"made_with": entry.get("interpreter"), "runs_on": interpreter_version(clf.backend)}
     spec = PreprocessingSpec.from_dict(document["preprocessing"])
     if spec != clf.spec:
         reason = f"preprocessing differs from golden.json: model {clf.spec}, golden {spec}"
-        return GoldenReport(model, golden_dir, tuple(ImageCheck(r["image"], (reason,)) for r in entry["results"]))
+        return GoldenReport(model, golden_dir, tuple(ImageCheck(r["image"], (reason,)) for r in entry["results"]), **interpreters)
     try:
         images = {image["file"]: image for image in document["images"]}
         checks = tuple(_check_image(clf, golden_dir, images[r["image"]], r) for r in entry["results"])
     except (KeyError, TypeError) as e:
         raise EdgetlError(f"golden.json is malformed (missing {e}). Received: {golden_dir / GOLDEN_FILE}") from e
-    return GoldenReport(model, golden_dir, checks)
+    return GoldenReport(model, golden_dir, checks, **interpreters)
 
 
 def _save_reference(source: Path, target: Path) -> Path:
@@ -160,7 +180,12 @@ def _artefact_entry(clf: Classifier, files: list[Path], pixels: list[np.ndarray]
                 "top_k": [p.to_dict() for p in clf.top_k(scores, top_k)],
             }
         )
-    return {"input": clf.input_info.to_dict(), "output": _output_dict(clf), "results": results}
+    return {
+        "interpreter": interpreter_version(clf.backend),
+        "input": clf.input_info.to_dict(),
+        "output": _output_dict(clf),
+        "results": results,
+    }
 
 
 def _check_image(clf: Classifier, golden_dir: Path, image: dict[str, Any], expected: dict[str, Any]) -> ImageCheck:
