@@ -1,9 +1,8 @@
 """Ctrl-C and a hard kill during `edgetl train`, then `--resume`: a real subprocess, real signals.
 
-The runs are a scratch CNN on 32-px colour photos (and a two-stage fine-tune of the shipped
-backbone), a few hundred milliseconds per epoch, so the
-signal lands mid-training; the stage's `history.csv` in the hidden partial folder tells when an
-epoch has finished.
+The runs are a scratch CNN on 32-px colour photos, and a two-stage fine-tune of the shipped
+backbone on them, a few hundred milliseconds per epoch, so the signal lands mid-training; the
+stage's `history.csv` in the hidden partial folder tells when an epoch has finished.
 """
 
 from __future__ import annotations
