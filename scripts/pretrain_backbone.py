@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -157,25 +157,24 @@ def _write_pngs(root: Path, images: np.ndarray, chosen: list[tuple[str, np.ndarr
     return sum(len(members) for _, members in chosen)
 
 
+OPENCV_SOURCE = Source(
+    path=OPENCV_DIGITS,
+    install="apt-get install opencv-doc",
+    write=write_opencv_digits,
+    description="the 5,000 handwritten digits (20x20 grayscale) of OpenCV's samples, `digits.png`, 450 per digit for training and 50 held out",
+    license="OpenCV's samples, Apache-2.0 AND BSD-3-Clause per Debian's copyright file of `opencv-doc`",
+    suited_for="small handwritten or grayscale symbols",
+)
 SOURCES = {
-    "opencv-digits": Source(
-        path=OPENCV_DIGITS,
-        install="apt-get install opencv-doc",
-        write=write_opencv_digits,
-        description="the 5,000 handwritten digits (20x20 grayscale) of OpenCV's samples, `digits.png`, 450 per digit for training and 50 held out",
-        license="OpenCV's samples, Apache-2.0 AND BSD-3-Clause per Debian's copyright file of `opencv-doc`",
-        suited_for="small handwritten or grayscale symbols: the offline `edgetl demo` (the UCI handwritten digits, a different data set)",
-    ),
-    "opencv-digits-uci": Source(
-        path=OPENCV_DIGITS,
-        install="apt-get install opencv-doc",
+    "opencv-digits": OPENCV_SOURCE,
+    "opencv-digits-uci": replace(
+        OPENCV_SOURCE,
         write=write_opencv_digits_uci,
         description=(
             "the 5,000 handwritten digits of OpenCV's samples, `digits.png`, redrawn as 8x8 block counts of 32x32 "
             "bitmaps the way the UCI digits were made: 450 per digit for training, each as 5 random variants "
             "(rotated up to 12 degrees, thinner or thicker strokes, shifted up to 2 bitmap pixels), and 50 held out, unaltered"
         ),
-        license="OpenCV's samples, Apache-2.0 AND BSD-3-Clause per Debian's copyright file of `opencv-doc`",
         suited_for="small blocky grayscale symbols: the offline `edgetl demo` (the UCI handwritten digits, a different data set)",
     ),
     "fashion-mnist": Source(
