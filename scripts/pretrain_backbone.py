@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import os
 import shlex
 import sys
@@ -82,13 +83,14 @@ def write_fashion_mnist(root: Path, per_class: int | None, rng: np.random.Genera
     return counts
 
 
-def write_opencv_digits(root: Path, per_class: int | None, rng: np.random.Generator) -> dict[str, int]:
-    """`root/{train,test}/<digit>/<i>.png` (20x20) from OpenCV's 2000x1000 sheet: 500 per digit,
-    in 5 rows of 100 cells each, the last `OPENCV_TEST_PER_DIGIT` of each digit held out."""
+def _opencv_digit_splits(per_class: int | None, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, list[tuple[str, np.ndarray]]]]:
+    """OpenCV's 2000x1000 sheet as 5,000 cells of 20x20 (500 per digit, in 5 rows of 100 cells
+    each), and the cells of each split per digit: the last `OPENCV_TEST_PER_DIGIT` of each digit
+    held out, `per_class` of the others (default: all) drawn for training."""
     sheet = np.asarray(Image.open(OPENCV_DIGITS).convert("L"))
     cells = sheet.reshape(50, 20, 100, 20).transpose(0, 2, 1, 3).reshape(-1, 20, 20)
     labels = np.repeat(np.arange(10), 500)
-    counts = {}
+    splits = {}
     for split in ("train", "test"):
         chosen = []
         for digit in range(10):
@@ -97,8 +99,14 @@ def write_opencv_digits(root: Path, per_class: int | None, rng: np.random.Genera
             if split == "train" and per_class is not None:
                 members = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False))
             chosen.append((str(digit), members))
-        counts[split] = _write_pngs(root / split, cells, chosen)
-    return counts
+        splits[split] = chosen
+    return cells, splits
+
+
+def write_opencv_digits(root: Path, per_class: int | None, rng: np.random.Generator) -> dict[str, int]:
+    """`root/{train,test}/<digit>/<i>.png`, the 20x20 digits as they are."""
+    cells, splits = _opencv_digit_splits(per_class, rng)
+    return {split: _write_pngs(root / split, cells, chosen) for split, chosen in splits.items()}
 
 
 def as_uci_bitmap(cell: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -135,18 +143,15 @@ Measured: a logistic regression on the frozen features, 5 UCI digits per class, 
 
 
 def write_opencv_digits_uci(root: Path, per_class: int | None, rng: np.random.Generator) -> dict[str, int]:
-    """`write_opencv_digits`, each digit redrawn by `as_uci_bitmap` (8x8), training digits as
-    `UCI_TRAIN_VARIANTS` random variants."""
-    counts = write_opencv_digits(root, per_class, rng)
-    for png in sorted(root.rglob("*.png")):
-        cell = np.asarray(Image.open(png))
-        if png.parts[-3] == "test":
-            Image.fromarray(as_uci_bitmap(cell)).save(png)
-            continue
-        for variant in range(UCI_TRAIN_VARIANTS):
-            Image.fromarray(as_uci_bitmap(cell, rng)).save(png.with_name(f"{png.stem}_{variant}.png"))
-        png.unlink()
-    return {**counts, "train": counts["train"] * UCI_TRAIN_VARIANTS}
+    """`root/{train,test}/<digit>/` of 8x8 digits redrawn by `as_uci_bitmap`: each test digit once,
+    unaltered (`<i>.png`), each training digit as `UCI_TRAIN_VARIANTS` random variants (`<i>_<n>.png`)."""
+    cells, splits = _opencv_digit_splits(per_class, rng)
+    test = _write_pngs(root / "test", np.stack([as_uci_bitmap(cell) for cell in cells]), splits["test"])
+    for digit, members in splits["train"]:
+        (root / "train" / digit).mkdir(parents=True)
+        for i, variant in itertools.product(members, range(UCI_TRAIN_VARIANTS)):
+            Image.fromarray(as_uci_bitmap(cells[i], rng)).save(root / "train" / digit / f"{i:05d}_{variant}.png")
+    return {"train": sum(len(members) for _, members in splits["train"]) * UCI_TRAIN_VARIANTS, "test": test}
 
 
 def _write_pngs(root: Path, images: np.ndarray, chosen: list[tuple[str, np.ndarray]]) -> int:
@@ -172,7 +177,7 @@ SOURCES = {
         write=write_opencv_digits_uci,
         description=(
             "the 5,000 handwritten digits of OpenCV's samples, `digits.png`, redrawn as 8x8 block counts of 32x32 "
-            "bitmaps the way the UCI digits were made: 450 per digit for training, each as 5 random variants "
+            f"bitmaps the way the UCI digits were made: 450 per digit for training, each as {UCI_TRAIN_VARIANTS} random variants "
             "(rotated up to 12 degrees, thinner or thicker strokes, shifted up to 2 bitmap pixels), and 50 held out, unaltered"
         ),
         suited_for="small blocky grayscale symbols: the offline `edgetl demo` (the UCI handwritten digits, a different data set)",
