@@ -56,27 +56,38 @@ def _copy_source(target: Path) -> Path:
     return target
 
 
+def _runtime_venv(tmp_path: Path, *requirements: str) -> Path:
+    """A fresh venv with `requirements` and edgetl (without its dependencies); its python.
+
+    Skips the test when no package index is reachable.
+    """
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    deps = _pip(python, *requirements)
+    if deps.returncode != 0:
+        pytest.skip(f"no package index reachable to build the venv: {deps.stderr.strip()[-200:]}")
+    own = _pip(python, "--no-deps", str(_copy_source(tmp_path / "src")))
+    assert own.returncode == 0, own.stderr
+    return python
+
+
+def _runtime(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m edgetl.runtime ARGS` run outside the checkout (in the venv's parent folder), so the
+    installed package, not the source tree, is imported."""
+    return subprocess.run(
+        [str(python), "-m", "edgetl.runtime", *args], capture_output=True, text=True, timeout=120, cwd=python.parents[2]
+    )
+
+
 def test_runtime_only_venv_runs_a_coral_model(tmp_path: Path) -> None:
     """`pip install edgetl` + numpy, Pillow, ai-edge-litert, flatbuffers, and nothing else (~15 s)."""
     model = shared_path("coral", "mobilenet_v1_0.25_128_quant.tflite")
     photo = shared_path("coral", "bird.bmp")
-    venv.create(tmp_path / "venv", with_pip=True)
-    python = tmp_path / "venv" / "bin" / "python"
-    deps = _pip(python, "numpy", "pillow", "ai-edge-litert>=2.3,<2.4", "flatbuffers")
-    if deps.returncode != 0:
-        pytest.skip(f"no package index reachable to build the runtime-only venv: {deps.stderr.strip()[-200:]}")
-    own = _pip(python, "--no-deps", str(_copy_source(tmp_path / "src")))
-    assert own.returncode == 0, own.stderr
+    python = _runtime_venv(tmp_path, "numpy", "pillow", "ai-edge-litert>=2.3,<2.4", "flatbuffers")
     # Run outside the checkout so the installed package, not the source tree, is imported.
     check = [str(python), "-c", "import importlib.util as u; print([m for m in ('tensorflow', 'keras', 'typer') if u.find_spec(m)])"]
     assert subprocess.run(check, capture_output=True, text=True, cwd=tmp_path).stdout.strip() == "[]"
-    result = subprocess.run(
-        [str(python), "-m", "edgetl.runtime", str(model), str(photo), "--json", "--top-k", "1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = _runtime(python, str(model), str(photo), "--json", "--top-k", "1")
     assert result.returncode == 0, result.stderr
     assert '"label": "chickadee"' in result.stdout
 
@@ -86,13 +97,6 @@ def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Export
     return exported_run(tiny_run, tmp_path_factory)
 
 
-def _runtime(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m edgetl.runtime ARGS` from the venv's parent folder, so the installed package is the one imported."""
-    return subprocess.run(
-        [str(python), "-m", "edgetl.runtime", *args], capture_output=True, text=True, timeout=120, cwd=python.parents[2]
-    )
-
-
 def test_tflite_runtime_fallback_on_an_older_device(exported: Exported, tmp_path: Path) -> None:
     """An older Pi OS image: tflite-runtime 2.14 with numpy 1.x, no ai-edge-litert (~20 s).
 
@@ -100,12 +104,7 @@ def test_tflite_runtime_fallback_on_an_older_device(exported: Exported, tmp_path
     int8 kernels round differently, the selftest says which two interpreters disagree. The
     dynamic-range model needs an op version 2.14 lacks, and the error says what to do.
     """
-    venv.create(tmp_path / "venv", with_pip=True)
-    python = tmp_path / "venv" / "bin" / "python"
-    deps = _pip(python, "--only-binary", ":all:", "numpy<2", "pillow", "flatbuffers", "tflite-runtime==2.14.0")
-    if deps.returncode != 0:
-        pytest.skip(f"no package index reachable to build the tflite-runtime venv: {deps.stderr.strip()[-200:]}")
-    assert _pip(python, "--no-deps", str(_copy_source(tmp_path / "src"))).returncode == 0
+    python = _runtime_venv(tmp_path, "--only-binary", ":all:", "numpy<2", "pillow", "flatbuffers", "tflite-runtime==2.14.0")
     export_dir = exported.run / "export"
     for fmt in ("tflite-fp32", "tflite-fp16"):
         result = _runtime(python, str(export_dir / f"model_{fmt}.tflite"), "--selftest")
