@@ -5,9 +5,10 @@ written as PNG class folders (`OUT/digits/<digit>/`), 36 per digit, of which edg
 split trains on only 5 (5 validate, 26 test), so that transfer learning shows. A classifier is
 trained on the backbone the package ships (`models/`, a MobileNetV2-0.35 that edgetl pretrained
 on OpenCV's 5,000 handwritten digits, another data set by other writers, redrawn as 8x8 bitmaps
-the way the UCI digits were made): the head on cached features, then a short fine-tune. The `scratch` CNN trains on the same images, with the same batch size, as the
-baseline. The classifier is exported to every format, verified against the float
-model, and the int8 TFLite model classifies a few test digits through `edgetl.runtime`.
+the way the UCI digits were made): the head on cached features, then a short fine-tune. The
+`scratch` CNN trains on the same images, with the same batch size, as the baseline. The
+classifier is exported to every format, verified against the float model, and the int8 TFLite
+model classifies a few test digits through `edgetl.runtime`.
 
 Nothing is downloaded: Keras builds the backbone with `weights=None` and loads the shipped file.
 """
