@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from edgetl.errors import EdgetlError
-from edgetl.spec import write_text_atomic
+from edgetl.spec import make_folder, write_text_atomic
 
 if TYPE_CHECKING:
     from edgetl.export import ExportReport
@@ -171,6 +171,7 @@ def run_demo(
     say = progress or (lambda _: None)
     started = time.monotonic()
     weights = shipped_backbone()
+    make_folder(out, "the demo folder")
     shutil.rmtree(out / "digits", ignore_errors=True)
     shutil.rmtree(out / "calibration", ignore_errors=True)
     say(f"Writing {PER_DIGIT * 10} handwritten digits (UCI, CC BY 4.0) as PNG folders")

@@ -152,6 +152,16 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines)
 
 
+def make_folder(path: Path, what: str, received: Path | None = None) -> Path:
+    """`mkdir -p path`, or one clear EdgetlError naming `what` could not be created and why."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgetlError(f"Cannot create {what}: {e.strerror or e}. Received: {received or path}") from e
+    return path
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file under a temporary name and rename it, so no reader sees half of it."""
     write_bytes_atomic(path, text.encode("utf-8"))

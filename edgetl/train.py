@@ -44,7 +44,7 @@ from edgetl.backbones import (
 )
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
-from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
+from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, write_text_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -257,11 +257,7 @@ def _partial_dir(out: Path, resume: bool) -> Path:
         shutil.rmtree(work)
     if resume and not work.exists():
         raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {out}")
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgetlError(f"Cannot create the RUN_DIR's parent folder: {e.strerror}. Received: {out}") from e
-    return work
+    return make_folder(work, "the RUN_DIR's parent folder", received=out)
 
 
 @contextmanager

@@ -37,6 +37,14 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     assert "--overwrite" in result.stderr
 
 
+def test_demo_folder_that_cannot_be_created_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "demo")])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: Cannot create the demo folder: Not a directory. Received: {blocker / 'demo'}\n"
+
+
 @pytest.mark.slow
 def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
     """The CLI in a fresh process: an empty KERAS_HOME, downloads pointed at a dead proxy, no ../shared.

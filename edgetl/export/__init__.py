@@ -46,7 +46,7 @@ from edgetl.export.common import ExportSource, sidecar_path
 from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
-from edgetl.spec import ModelMetadata, PreprocessingSpec, read_labels, write_text_atomic
+from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, read_labels, write_text_atomic
 
 IO_DTYPES = ("int8", "uint8")
 ONNX_OPSETS = tuple(range(13, 19))
@@ -351,11 +351,7 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
             calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path]) -> ExportReport:
     start = time.perf_counter()
     formats = options.resolved_formats
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgetlError(f"Cannot create the output folder {out_dir}: {e.strerror or e}") from e
+    out_dir = make_folder(out_dir, "the output folder")
     for fmt in formats:  # a failed format must not leave an older artefact behind to be verified
         stale = artefact_path(out_dir, fmt)
         for path in (stale, sidecar_path(stale)):
