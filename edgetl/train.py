@@ -424,6 +424,13 @@ def _with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Mo
         ],
         name="edgetl_augment",
     )
+    if keras.backend.backend() == "jax":
+        # Keras flags its rotation and zoom layers as not jit-compilable because TensorFlow's XLA
+        # lacks their image-transform op; their JAX code compiles. Left flagged, Keras runs every
+        # JAX training step op by op: many times slower on a GPU, and on several CPU devices
+        # (data parallel) jaxlib 0.10 can lose one device's collective and abort.
+        for layer in augment.layers:
+            layer.supports_jit = True
     inputs = keras.Input(model.input_shape[1:], name="pixels")
     return keras.Model(inputs, model(augment(inputs)), name="edgetl_training")
 

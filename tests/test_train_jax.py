@@ -46,19 +46,25 @@ from edgetl.train import TrainOptions, train
 seen = []
 original = keras.distribution.set_distribution
 keras.distribution.set_distribution = lambda d: (seen.append(type(d).__name__), original(d))[1]
+jitted = []
+original_fit = keras.Model.fit
+keras.Model.fit = lambda self, *a, **k: (jitted.append(self.jit_compile), original_fit(self, *a, **k))[1]
 warnings.simplefilter("ignore")
 result = train({str(data)!r}, {str(tmp_path / 'run')!r},
                backbone=BackboneOptions(alpha=0.35, image_size=32, weights="none"),
                options=TrainOptions(strategy="full", epochs=2, batch_size=4,
                                     data_parallel=True, cache_dir={str(tmp_path / 'cache')!r}), verbose=0)
 print(json.dumps({{"backend": keras.backend.backend(), "devices": keras.distribution.list_devices(),
-                  "distributions": seen, "tensorflow": "tensorflow" in sys.modules,
+                  "distributions": seen, "jitted": jitted, "tensorflow": "tensorflow" in sys.modules,
                   "accuracy": result.metrics["test_accuracy"]}}))
 """,
         tmp_path,
     )
     assert result["backend"] == "jax" and len(result["devices"]) == 2
     assert result["distributions"] == ["DataParallel", "NoneType"]  # set for training, then reset
+    # Augmentation is on for `full`; its rotation and zoom layers must not make Keras run the
+    # steps op by op (slow, and it deadlocked jaxlib's CPU collectives in CI).
+    assert result["jitted"] == [True]
     assert result["tensorflow"] is False
     assert (tmp_path / "run" / "model.keras").exists()
 
