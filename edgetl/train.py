@@ -364,19 +364,19 @@ def _fit_strategy(
     val = (x_val, y_val) if len(y_val) else None
     if options.strategy == "scratch":
         model = build_scratch_cnn(x_train.shape[1], num_classes)
-        _run_stage(_Stage("scratch", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+        _run_stage(_Stage("scratch", with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
         return model, {}
     dropout = 0.0 if options.strategy == "linear" else options.dropout
     head = build_head(num_classes, dropout)
     if options.strategy == "full":
         _track_batch_statistics(backbone)
         model = build_classifier(backbone, backbone_opts.preprocess_mode, head, frozen_batch_norm=False)
-        _run_stage(_Stage("full", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+        _run_stage(_Stage("full", with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
         return model, {}
     backbone.trainable = False
     model = build_classifier(backbone, backbone_opts.preprocess_mode, head)
     if options.uses_augmentation:
-        _run_stage(_Stage("head", _with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
+        _run_stage(_Stage("head", with_augmentation(model, options), x_train, y_train, val, options.epochs, options.learning_rate), options, work, verbose)
     else:
         extractor = build_feature_extractor(backbone, backbone_opts.preprocess_mode)
         _train_head_on_features(extractor, head, options, arrays, work, verbose)
@@ -408,8 +408,11 @@ def _track_batch_statistics(backbone: "keras.Model") -> None:
             layer.momentum = FULL_BATCH_NORM_MOMENTUM
 
 
-def _with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Model":
-    """Random flip, rotation, zoom and contrast in front of `model` (training only)."""
+def with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Model":
+    """`model` behind the random flip, rotation, zoom and contrast that `train` uses.
+
+    The layers act in training only. Returns `model` itself when `options` turn augmentation off.
+    """
     import keras
 
     if not options.uses_augmentation:
@@ -473,7 +476,7 @@ def _fine_tune(
     epochs = options.fine_tune_epochs or options.epochs
     x_train, y_train = arrays["train"]
     _run_stage(
-        _Stage("fine-tune", _with_augmentation(model, options), x_train, y_train, val, epochs, options.fine_tune_learning_rate),
+        _Stage("fine-tune", with_augmentation(model, options), x_train, y_train, val, epochs, options.fine_tune_learning_rate),
         options,
         work,
         verbose,
