@@ -27,10 +27,17 @@ class _NoTensorFlow:
 sys.meta_path.insert(0, _NoTensorFlow())
 """
 
+RECORD_FITS = """
+import keras
+jitted = []  # one entry per `fit`: did Keras compile the step, or run it op by op?
+_original_fit = keras.Model.fit
+keras.Model.fit = lambda self, *a, **k: (jitted.append(self.jit_compile), _original_fit(self, *a, **k))[1]
+"""
+
 
 def _run_jax(script: str, tmp_path: Path) -> dict:
     env = os.environ | {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    code = BLOCK_TENSORFLOW + script
+    code = BLOCK_TENSORFLOW + RECORD_FITS + script
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -46,9 +53,6 @@ from edgetl.train import TrainOptions, train
 seen = []
 original = keras.distribution.set_distribution
 keras.distribution.set_distribution = lambda d: (seen.append(type(d).__name__), original(d))[1]
-jitted = []
-original_fit = keras.Model.fit
-keras.Model.fit = lambda self, *a, **k: (jitted.append(self.jit_compile), original_fit(self, *a, **k))[1]
 warnings.simplefilter("ignore")
 result = train({str(data)!r}, {str(tmp_path / 'run')!r},
                backbone=BackboneOptions(alpha=0.35, image_size=32, weights="none"),
@@ -66,6 +70,28 @@ print(json.dumps({{"backend": keras.backend.backend(), "devices": keras.distribu
     # steps op by op (slow, and it deadlocked jaxlib's CPU collectives in CI).
     assert result["jitted"] == [True]
     assert result["tensorflow"] is False
+    assert (tmp_path / "run" / "model.keras").exists()
+
+
+def test_two_stage_fine_tune_with_augmentation_compiles_both_stages(tmp_path: Path) -> None:
+    """The default strategy on one device, as the GPU machine runs it."""
+    data = write_solid_photos(tmp_path / "photos", {"red": (200, 30, 30), "blue": (30, 40, 200)}, per_class=8, size=40)
+    result = _run_jax(
+        f"""
+import json, warnings
+from edgetl.backbones import BackboneOptions
+from edgetl.train import TrainOptions, train
+warnings.simplefilter("ignore")
+result = train({str(data)!r}, {str(tmp_path / 'run')!r},
+               backbone=BackboneOptions(alpha=0.35, image_size=32, weights="none"),
+               options=TrainOptions(strategy="fine-tune", epochs=2, fine_tune_epochs=2, batch_size=4, augment=True,
+                                    cache_dir={str(tmp_path / 'cache')!r}), verbose=0)
+print(json.dumps({{"jitted": jitted, "unfrozen": len(result.metrics["fine_tune"]["unfrozen_layers"])}}))
+""",
+        tmp_path,
+    )
+    assert result["jitted"] == [True, True]  # the head stage, then the fine-tune stage
+    assert result["unfrozen"] > 0
     assert (tmp_path / "run" / "model.keras").exists()
 
 
