@@ -194,8 +194,8 @@ def run_demo(
         options=TrainOptions(strategy="scratch", epochs=40, patience=15, **common),
     )
     say("Exporting to TFLite (fp32, dynamic, fp16, int8) and ONNX (fp32, int8)")
-    calibration = ExportOptions(calibration_dir=out / "calibration", calibration_size=10 * CALIBRATION_PER_DIGIT)
-    exported = export(transfer.run_dir, calibration)
+    export_options = ExportOptions(calibration_dir=out / "calibration", calibration_size=10 * CALIBRATION_PER_DIGIT)
+    exported = export(transfer.run_dir, export_options)
     say("Verifying every artefact against the float Keras model")
     parity = verify(transfer.run_dir)
     predictions = _predict(transfer.run_dir, PREDICT_FORMAT)
