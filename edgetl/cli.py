@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from edgetl import __version__
+from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 
 app = typer.Typer(

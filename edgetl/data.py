@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import __version__
+from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
 from edgetl.spec import PreprocessingSpec

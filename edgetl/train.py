@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import __version__
+from edgetl._callable import make_callable
+from edgetl._version import __version__
 from edgetl.backbones import (
     PREPROCESS_NOTES,
     BackboneOptions,
@@ -45,6 +46,8 @@ from edgetl.backbones import (
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
 from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, write_text_atomic
+
+make_callable(__name__)  # `edgetl.train(...)` runs `train()` below
 
 if TYPE_CHECKING:
     import keras

@@ -22,8 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
+
+make_callable(__name__)  # `edgetl.verify(...)` runs `verify()` below
 
 BATCH = 32
 LATENCY_RUNS = 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,25 +16,43 @@ from _export_shared import Exported, exported_run
 from conftest import REPO, shared_path
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "typer", "rich")
+# edgetl's own modules that import (or lead to) the heavy stack; a device never loads them.
+STAGES = ("edgetl.train", "edgetl.export", "edgetl.verify", "edgetl.data", "edgetl.backbones", "edgetl.demo",
+          "edgetl.cli", "edgetl.inspect", "edgetl.plots")
+
+
+def _loaded(code: str) -> list[str]:
+    """Run `code` in a fresh interpreter; the heavy or stage modules it left in sys.modules."""
+    code += (
+        f"loaded = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or '.'.join(m.split('.')[:2]) in {STAGES!r}]\n"
+        "print(json.dumps(sorted(loaded)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_import_runtime_loads_no_other_stage() -> None:
+    """`import edgetl.runtime` loads neither TensorFlow/Keras nor edgetl's train/export/verify/data code."""
+    assert _loaded("import json, sys\nimport edgetl.runtime\n") == []
 
 
 def test_import_and_predict_load_neither_tensorflow_nor_keras() -> None:
     model = shared_path("coral", "mobilenet_v1_0.25_128_quant.tflite")
     photo = shared_path("coral", "cat.bmp")
     code = (
-        "import sys\n"
+        "import json, sys\n"
+        "import edgetl\n"
         "import edgetl.runtime\n"
         "from edgetl.runtime import Classifier\n"
         "from edgetl.runtime.golden import check_golden\n"
         "from edgetl.runtime.benchmark import benchmark\n"
         f"top = Classifier.from_file({str(model)!r}).classify([{str(photo)!r}])[0][0]\n"
         "assert top.label == 'Egyptian cat', top\n"
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        "assert edgetl.__version__ and callable(edgetl.load_runner)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _loaded(code) == []
 
 
 def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:

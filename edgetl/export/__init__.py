@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgetl import __version__
+from edgetl._callable import make_callable
+from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.export import calibration
 from edgetl.export.common import ExportSource, sidecar_path
@@ -47,6 +48,8 @@ from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
 from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, read_labels, write_text_atomic
+
+make_callable(__name__)  # `edgetl.export(...)` runs `export()` below
 
 IO_DTYPES = ("int8", "uint8")
 ONNX_OPSETS = tuple(range(13, 19))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgetl import __version__
+from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import interpreter_version
 from edgetl.runtime.classifier import Classifier
