@@ -428,8 +428,8 @@ def inspect_command(
         table.add_column(column)
     for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
         for t in tensors:
-            table.add_row(kind, t.name, t.dtype, str(list(t.shape)), "-" if t.scale is None else f"{t.scale:.6g}",
-                          "-" if t.zero_point is None else str(t.zero_point))
+            table.add_row(kind, t.name, t.dtype, str(list(t.shape)), f"{t.scale:.6g}" if t.scale else "-",
+                          str(t.zero_point) if t.scale else "-")
     console.print(table)
     console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
     if report.edgetl:

@@ -2,8 +2,8 @@
 
 Inputs and outputs with dtypes and quantization, an op histogram, the embedded metadata
 (`edgetl.json`, standard TFLite Model Metadata, ONNX `metadata_props`) and, for TFLite, the
-Edge TPU pre-flight report. TFLite files are parsed with the flatbuffer schema module that ships
-with `ai-edge-litert` (no interpreter is created); ONNX files with `onnx`.
+Edge TPU pre-flight report. TFLite files are parsed by the runtime's one reader,
+`edgetl.runtime.tflite_reader` (no interpreter is created); ONNX files with `onnx`.
 """
 
 from __future__ import annotations
@@ -15,33 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.backends import TensorInfo
 from edgetl.runtime.metadata import zip_entries
+from edgetl.runtime.tflite_reader import read_metadata, read_tflite
 from edgetl.spec import METADATA_FILE_NAME
 
 SUFFIXES = (".tflite", ".onnx")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One model input or output.
-
-    Attributes:
-        name: Tensor name in the graph.
-        dtype: numpy-style dtype name ("float32", "int8", ...).
-        shape: Static shape; -1 (TFLite) or a symbol name's -1 (ONNX) for dynamic dimensions.
-        scale: Quantization scale, or None for a float tensor (first value if per-channel).
-        zero_point: Quantization zero point, or None.
-    """
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    scale: float | None = None
-    zero_point: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
-                "scale": self.scale, "zero_point": self.zero_point}
 
 
 @dataclass(frozen=True)
@@ -77,7 +56,7 @@ class InspectReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "format": self.format, "size_bytes": self.size_bytes,
-            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+            "inputs": [tensor_dict(t) for t in self.inputs], "outputs": [tensor_dict(t) for t in self.outputs],
             "ops": self.ops, "edgetl": self.edgetl, "tflite_metadata": self.tflite_metadata,
             "metadata_props": self.metadata_props, "details": self.details, "edgetpu": self.edgetpu,
         }
@@ -109,76 +88,11 @@ def inspect_model(path: str | Path) -> InspectReport:
 # --- TFLite ----------------------------------------------------------------------------------
 
 
-def read_tflite(data: bytes, *, source: str = "model") -> dict[str, Any]:
-    """Parse a TFLite flatbuffer into plain Python: inputs, outputs and operators.
-
-    Returns:
-        {"inputs": [...], "outputs": [...], "operators": [{"op", "input_dtypes",
-        "output_dtypes"}], "description": str}; tensors are dicts with name, dtype, shape,
-        shape_signature, scale, zero_point.
-
-    Raises:
-        EdgetlError: if `data` is not a whole TFLite model.
-    """
-    import struct
-
-    from edgetl.export.tflite_metadata import TFLITE_FILE_IDENTIFIER, _schema
-
-    if len(data) < 8 or data[4:8] != TFLITE_FILE_IDENTIFIER:
-        raise EdgetlError(f"Not a TFLite model (no 'TFL3' file identifier). Received: {source}")
-    schema = _schema()
-    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    builtins = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    try:
-        model = schema.Model.GetRootAs(data, 0)
-        for i in range(model.BuffersLength()):  # touching every weight buffer detects truncation
-            buf = model.Buffers(i)
-            if not buf.DataIsNone() and buf.DataAsNumpy().size != buf.DataLength():
-                raise ValueError("weight buffer runs past the end of the file")
-        graph = model.Subgraphs(0)
-
-        def tensor(index: int) -> dict[str, Any]:
-            t = graph.Tensors(index)
-            q = t.Quantization()
-            scale = float(q.Scale(0)) if q is not None and q.ScaleLength() else None
-            zero = int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else None
-            sig = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
-            return {"name": (t.Name() or b"").decode("utf-8", "replace"), "dtype": types.get(t.Type(), str(t.Type())),
-                    "shape": [int(v) for v in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-                    "shape_signature": [int(v) for v in sig] if len(sig) else [],
-                    "scale": scale, "zero_point": zero}
-
-        operators = []
-        for i in range(graph.OperatorsLength()):
-            node = graph.Operators(i)
-            code = model.OperatorCodes(node.OpcodeIndex())
-            number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            name = builtins.get(number, str(number))
-            if name == "CUSTOM":
-                name = f"CUSTOM:{(code.CustomCode() or b'').decode('utf-8', 'replace')}"
-            ins = [j for j in node.InputsAsNumpy() if j >= 0] if node.InputsLength() else []
-            outs = list(node.OutputsAsNumpy()) if node.OutputsLength() else []
-            operators.append({"op": name, "input_dtypes": [tensor(j)["dtype"] for j in ins],
-                              "output_dtypes": [tensor(j)["dtype"] for j in outs]})
-        return {
-            "inputs": [tensor(j) for j in graph.InputsAsNumpy()],
-            "outputs": [tensor(j) for j in graph.OutputsAsNumpy()],
-            "operators": operators,
-            "description": (model.Description() or b"").decode("utf-8", "replace"),
-            "subgraphs": model.SubgraphsLength(),
-        }
-    except EdgetlError:
-        raise
-    except (IndexError, ValueError, TypeError, AttributeError, struct.error, UnicodeDecodeError) as e:
-        raise EdgetlError(f"TFLite model is corrupt or truncated ({e}). Received: {source}") from e
-
-
 def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
-    from edgetl.export import tflite_metadata
     from edgetl.export.edgetpu import preflight
 
     parsed = read_tflite(data, source=str(path))
-    standard = tflite_metadata.read_metadata(data)
+    standard = read_metadata(data, source=str(path))
     packed = zip_entries(data)
     embedded = packed.get(METADATA_FILE_NAME)
     report = preflight(parsed["operators"], parsed["inputs"], parsed["outputs"])
@@ -188,7 +102,7 @@ def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
         outputs=tuple(_tensor_info(t) for t in parsed["outputs"]),
         ops=dict(Counter(o["op"] for o in parsed["operators"]).most_common()),
         edgetl=_json_or_error(embedded, path) if embedded is not None else None,
-        tflite_metadata=standard.to_dict() if standard else None,
+        tflite_metadata={**standard.to_dict(), "packed_files": list(packed)} if standard else None,
         details={"description": parsed["description"], "subgraphs": parsed["subgraphs"],
                  "packed_files": list(packed)},
         edgetpu=report.to_dict(),
@@ -197,7 +111,14 @@ def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
 
 def _tensor_info(t: dict[str, Any]) -> TensorInfo:
     shape = tuple(t["shape_signature"] or t["shape"])
-    return TensorInfo(name=t["name"], dtype=t["dtype"], shape=shape, scale=t["scale"], zero_point=t["zero_point"])
+    return TensorInfo(name=t["name"], dtype=t["dtype"], shape=shape, scale=t["scale"] or 0.0, zero_point=t["zero_point"] or 0)
+
+
+def tensor_dict(t: TensorInfo) -> dict[str, Any]:
+    """A tensor as `edgetl inspect --json` shows it: scale and zero point are None for a float tensor."""
+    quantized = t.scale != 0.0
+    return {"name": t.name, "dtype": t.dtype, "shape": list(t.shape),
+            "scale": t.scale if quantized else None, "zero_point": t.zero_point if quantized else None}
 
 
 def _json_or_error(raw: bytes | str, path: Path) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_calibration_is_stratified_and_small_sets_are_flagged(exported: Exported
 
 
 def test_tflite_metadata_round_trips(exported: Exported) -> None:
-    from edgetl.export import tflite_metadata
+    from edgetl.runtime.tflite_reader import read_metadata
 
     labels = (exported.run / "labels.txt").read_text()
     for fmt in ("tflite-fp32", "tflite-int8"):
@@ -63,11 +63,11 @@ def test_tflite_metadata_round_trips(exported: Exported) -> None:
             assert zf.read("labels.txt").decode() == labels
             embedded = json.loads(zf.read("edgetl.json"))
         assert embedded == json.loads(path.with_suffix(".json").read_text())
-        standard = tflite_metadata.read_metadata(path.read_bytes())
+        standard = read_metadata(path.read_bytes())
         assert standard.labels_file == "labels.txt"
         assert ("labels.txt", "TENSOR_AXIS_LABELS") in standard.associated_files
-        assert standard.input_color_space == "RGB" and standard.input_size == (64, 64)
-        assert standard.mean == (0.0, 0.0, 0.0) and standard.std == (1.0, 1.0, 1.0)
+        assert standard.input.color_space == "RGB" and standard.input.size == (64, 64)
+        assert standard.input.mean == (0.0, 0.0, 0.0) and standard.input.std == (1.0, 1.0, 1.0)
         assert standard.min_parser_version == "1.0.0"
     int8 = json.loads(artefact_path(exported.run / "export", "tflite-int8").with_suffix(".json").read_text())
     assert int8["extra"]["input"]["dtype"] == "int8" and int8["extra"]["output"]["dtype"] == "int8"

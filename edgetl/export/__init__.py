@@ -402,7 +402,7 @@ def _timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:
 def _preflight(out_dir: Path, results: Sequence[ExportResult]) -> dict[str, Any] | None:
     """The Edge TPU pre-flight of the int8 TFLite model, also written to `edgetpu_preflight.json`."""
     from edgetl.export.edgetpu import preflight
-    from edgetl.inspect import read_tflite
+    from edgetl.runtime.tflite_reader import read_tflite
 
     int8 = next((r.path for r in results if r.format == "tflite-int8" and r.path is not None), None)
     if int8 is None:

@@ -93,7 +93,7 @@ def preflight(operators: list[dict[str, Any]], inputs: list[dict[str, Any]], out
 
     Args:
         operators: In execution order, dicts with "op", "input_dtypes", "output_dtypes" (as
-            returned by `edgetl.inspect.read_tflite`).
+            returned by `edgetl.runtime.tflite_reader.read_tflite`).
         inputs: The graph's input tensors (dicts with "dtype" and "shape_signature").
         outputs: The graph's output tensors.
 
@@ -179,7 +179,7 @@ def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
     import json
 
     from edgetl.export import tflite
-    from edgetl.inspect import read_tflite
+    from edgetl.runtime.tflite_reader import read_tflite
     from edgetl.spec import write_text_atomic
 
     data = tflite.convert(source, "int8", calib=calib, io_dtype=opts.io_dtype, batch=1)

@@ -44,7 +44,7 @@ def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None,
 
 def finish(source: ExportSource, data: bytes, fmt: str, out: Path, **extra: Any) -> Path:
     """Check the converted model, embed its metadata, write artefact + sidecar."""
-    from edgetl.inspect import read_tflite
+    from edgetl.runtime.tflite_reader import read_tflite
 
     parsed = read_tflite(data, source=fmt)
     check_output(source, parsed["outputs"], fmt)

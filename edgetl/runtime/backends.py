@@ -29,12 +29,13 @@ EDGETPU_INSTALL = (
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One input or output tensor as the interpreter sees it.
+    """One input or output tensor, as an interpreter or `edgetl inspect` sees it.
 
     Attributes:
         name: Tensor name in the graph.
         dtype: numpy dtype name ("float32", "uint8", "int8", ...).
-        shape: Concrete shape; dynamic dimensions are reported as 1.
+        shape: An interpreter's concrete shape (dynamic dimensions reported as 1), or, in
+            `edgetl inspect`, the file's shape signature (dynamic dimensions -1).
         scale: Quantization scale; 0.0 for float tensors.
         zero_point: Quantization zero point; 0 for float tensors.
         layout: "NHWC" or "NCHW" for image inputs, "NC" for class-score outputs.

@@ -20,13 +20,8 @@ from PIL import Image
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import EDGETPU_INSTALL, Backend, TensorInfo, open_backend
 from edgetl.runtime.image import image_to_pixels, load_image
-from edgetl.runtime.metadata import (
-    EDGETPU_CUSTOM_OP,
-    TFLITE_IDENTIFIER,
-    FileInfo,
-    read_onnx_info,
-    read_tflite_info,
-)
+from edgetl.runtime.metadata import FileInfo, read_onnx_info, read_tflite_info
+from edgetl.runtime.tflite_reader import EDGETPU_CUSTOM_OP, TFLITE_IDENTIFIER
 from edgetl.spec import ModelMetadata, PreprocessingSpec, read_labels
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
@@ -289,15 +284,16 @@ def _resolve_spec(info: FileInfo, tensor: TensorInfo, path: Path) -> Preprocessi
                 f"{spec.image_size}. Received: input shape {tensor.shape} in {path.name}"
             )
         return spec
-    if info.color_space == "GRAYSCALE":
+    if info.normalization.color_space == "GRAYSCALE":
         raise EdgetlError(f"Only RGB image models are supported. Received: a GRAYSCALE input in {path.name}")
     mean, std, note = _third_party_normalization(info, tensor)
     return PreprocessingSpec(image_size=size, mean=mean, std=std, layout=layout, normalization=note)
 
 
 def _third_party_normalization(info: FileInfo, tensor: TensorInfo) -> tuple[tuple[float, ...], tuple[float, ...], str]:
-    if info.mean and info.std:
-        return _per_channel(info.mean), _per_channel(info.std), "from TFLite Model Metadata NormalizationOptions"
+    norm = info.normalization
+    if norm.mean and norm.std:
+        return _per_channel(norm.mean), _per_channel(norm.std), "from TFLite Model Metadata NormalizationOptions"
     if tensor.quantized:
         # No metadata: assume the quantized input takes raw pixels (Coral's classify.py default).
         raw_zero = tensor.zero_point + (128 if tensor.dtype == "int8" else 0)
