@@ -40,7 +40,19 @@ _LAZY = {
     "verify": "edgetl.verify",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "BackboneOptions",
+    "Classifier",
+    "EdgetlError",
+    "ExportOptions",
+    "PreprocessingSpec",
+    "TrainOptions",
+    "__version__",
+    "export",
+    "load_runner",
+    "train",
+    "verify",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,13 @@ def test_import_edgetl_loads_only_the_version() -> None:
     assert found == ["edgetl", "edgetl._version"]
 
 
+def test_every_public_name_resolves() -> None:
+    import edgetl
+
+    assert all(getattr(edgetl, name) is not None for name in edgetl.__all__)
+    assert set(edgetl.__all__) == {*edgetl._LAZY, "__version__"}  # the list a linter reads matches the table
+
+
 def test_stage_modules_keep_their_contents_and_run_their_function() -> None:
     """`import edgetl.export` first, then the README's `edgetl.export(...)`, and the other order for verify."""
     code = """
