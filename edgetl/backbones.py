@@ -36,7 +36,6 @@ class BackboneSpec:
             values; "none" means the Keras model normalizes by itself.
         default_size: Input size used when the user gives none.
         alphas: Width multipliers the family accepts (empty when it has none).
-        imagenet_alphas: Width multipliers with published ImageNet weights.
         extra_kwargs: Fixed builder arguments (e.g. MobileNetV3's own preprocessing turned off).
     """
 
@@ -44,7 +43,6 @@ class BackboneSpec:
     preprocess_mode: str
     default_size: int = 224
     alphas: tuple[float, ...] = ()
-    imagenet_alphas: tuple[float, ...] = ()
     extra_kwargs: tuple[tuple[str, Any], ...] = ()
 
 
@@ -53,20 +51,17 @@ BACKBONES: dict[str, BackboneSpec] = {
         builder="MobileNetV2",
         preprocess_mode="tf",
         alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-        imagenet_alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
     ),
     "mobilenet_v3_small": BackboneSpec(
         builder="MobileNetV3Small",
         preprocess_mode="tf",
         alphas=(0.75, 1.0),
-        imagenet_alphas=(0.75, 1.0),
         extra_kwargs=(("include_preprocessing", False),),
     ),
     "mobilenet_v3_large": BackboneSpec(
         builder="MobileNetV3Large",
         preprocess_mode="tf",
         alphas=(0.75, 1.0),
-        imagenet_alphas=(0.75, 1.0),
         extra_kwargs=(("include_preprocessing", False),),
     ),
     "efficientnet_b0": BackboneSpec(builder="EfficientNetB0", preprocess_mode="none"),

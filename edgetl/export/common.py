@@ -36,7 +36,8 @@ class ExportSource:
         return self.metadata.preprocessing.image_size
 
     def saved_model(self, *, batch: int | None = None) -> Path:
-        """A SavedModel of the model (`model.export`, the route STACK.md measured as safe).
+        """A SavedModel of the model (`model.export`: its TFLite conversion matches Keras, unlike
+        `from_concrete_functions`, which writes NaN outputs without an error for Keras 3 models).
 
         Args:
             batch: Fixed batch size, or None for a dynamic batch dimension.

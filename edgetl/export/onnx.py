@@ -1,8 +1,9 @@
 """ONNX exporters: float (tf2onnx) and int8 (onnxruntime static quantization).
 
 The int8 model uses QDQ format, signed int8 activations and weights, per-channel weights and
-MinMax calibration on the same calibration set as the TFLite int8 model: the most accurate of
-the onnxruntime variants measured in STACK.md. Its input and output stay float32, so the same
+MinMax calibration on the same calibration set as the TFLite int8 model: of onnxruntime's static
+variants measured on MobileNetV2-224 (QDQ s8s8 per-channel max |diff| 3.4e-2, QOperator u8s8
+5.1e-2), the most accurate. Its input and output stay float32, so the same
 runtime code feeds it as the float model.
 """
 

@@ -1,7 +1,7 @@
 """TFLite exporters: fp32, dynamic-range, fp16 and full-integer int8, one function each.
 
 All four convert with `TFLiteConverter.from_saved_model` on a `model.export(dir)` SavedModel
-(STACK.md: `from_concrete_functions` on a Keras 3 model silently writes a NaN model), then embed
+(`from_concrete_functions` on a Keras 3 model silently writes a model with NaN outputs), then embed
 standard TFLite Model Metadata plus `labels.txt` and `edgetl.json` (`tflite_metadata.embed`).
 """
 
@@ -18,12 +18,13 @@ from edgetl.export.common import ExportSource, artefact_metadata, check_output, 
 if TYPE_CHECKING:
     from edgetl.export import ExportOptions
 
-MODES = ("fp32", "dynamic", "fp16", "int8")
-
 
 def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "int8",
             batch: int | None = None) -> bytes:
-    """Convert the source model to a TFLite flatbuffer in one of `MODES` (no metadata yet)."""
+    """Convert the source model to a TFLite flatbuffer (no metadata yet).
+
+    `mode` is "fp32", "dynamic" (int8 weights), "fp16" (float16 weights) or "int8" (full integer).
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
