@@ -56,7 +56,7 @@ class InspectReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "format": self.format, "size_bytes": self.size_bytes,
-            "inputs": [tensor_dict(t) for t in self.inputs], "outputs": [tensor_dict(t) for t in self.outputs],
+            "inputs": [_tensor_dict(t) for t in self.inputs], "outputs": [_tensor_dict(t) for t in self.outputs],
             "ops": self.ops, "edgetl": self.edgetl, "tflite_metadata": self.tflite_metadata,
             "metadata_props": self.metadata_props, "details": self.details, "edgetpu": self.edgetpu,
         }
@@ -114,7 +114,7 @@ def _tensor_info(t: dict[str, Any]) -> TensorInfo:
     return TensorInfo(name=t["name"], dtype=t["dtype"], shape=shape, scale=t["scale"] or 0.0, zero_point=t["zero_point"] or 0)
 
 
-def tensor_dict(t: TensorInfo) -> dict[str, Any]:
+def _tensor_dict(t: TensorInfo) -> dict[str, Any]:
     """A tensor as `edgetl inspect --json` shows it: scale and zero point are None for a float tensor."""
     quantized = t.scale != 0.0
     return {"name": t.name, "dtype": t.dtype, "shape": list(t.shape),
