@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgetl import sample_gate
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
 
@@ -100,7 +101,7 @@ class VerifyReport:
         cross: Agreement and max |Δprob| between the TFLite fp32 and ONNX artefacts, when both exist.
         skipped: Artefacts that cannot run on this CPU (e.g. Edge TPU), with the reason.
         flips: Per artefact, the photos whose top-1 differs from the float model's, with both
-            models' top class and score (`flipped_photos`), at most `MAX_FLIPS` each.
+            models' top class and score (`sample_gate.flipped_photos`).
     """
 
     run_dir: Path
@@ -182,9 +183,9 @@ def verify(
     export_dir = run_dir / "export"
     model, meta = load_run(run_dir)
     artefacts = find_artefacts(export_dir)
-    paths, truth, source = _select_images(run_dir, meta.labels, data, images, held_out_split(run_dir))
+    paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
-        paths, truth, source = add_probe(paths, truth, source, Path(probe))
+        paths, truth, source = sample_gate.add_probe(paths, truth, source, Path(probe))
     if max_images is not None and len(paths) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False))
         paths, truth = [paths[i] for i in keep], (truth[keep] if truth is not None else None)
@@ -210,7 +211,7 @@ def verify(
     report = VerifyReport(
         run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,
         results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
-        flips=flipped_photos(paths, ref_probs, outputs, meta.labels),
+        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels),
     )
     if write:
         write_reports(report, export_dir)
@@ -372,7 +373,7 @@ def _compare(fmt: str, path: Path, pixels: np.ndarray, truth: np.ndarray | None,
     max_diff, mean_diff = float(diff.max()), float(diff.mean())
     if not np.isfinite(probs).all():
         failures.append("outputs contain NaN or infinity (a broken conversion)")
-    gate, gate_failures = judge_sample(pred, ref_probs.argmax(1), truth, threshold)
+    gate, gate_failures = sample_gate.judge_sample(pred, ref_probs.argmax(1), truth, threshold)
     failures += gate_failures
     if threshold["atol"] is not None and not max_diff <= threshold["atol"]:
         failures.append(f"max |Δprob| {max_diff:.3g} > atol {threshold['atol']:.3g}")
@@ -390,107 +391,17 @@ def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
             "max_abs_diff": float(np.abs(a - b).max())}
 
 
-# --- the sample: held-out photos, probes, and the count gate --------------------------------
-
-
-def held_out_split(run_dir: Path) -> list[tuple[Path, str]] | None:
-    """Every labelled photo the run did not train on (validation, then test), or None without splits.json.
-
-    Int8 flips a few photos near a tie, so parity needs as many photos as there are: the test
-    split alone is often a few dozen.
-    """
-    from edgetl.data import read_split
-
-    splits = [read_split(run_dir, name) for name in ("val", "test")]
-    if all(split is None for split in splits):
-        return None
-    return [item for split in splits for item in split or []]
-
-
-def add_probe(paths: list[Path], truth: np.ndarray | None, source: str,
-              probe: Path) -> tuple[list[Path], np.ndarray | None, str]:
-    """Append the photos under `probe` as unlabelled (truth -1): they count towards agreement only.
-
-    Raises:
-        EdgetlError: if the folder does not exist or holds no images.
-    """
-    if not probe.is_dir():
-        raise EdgetlError(f"Probe folder not found. Received: probe={probe}")
-    extra = sorted(p for p in probe.rglob("*") if is_image_file(p))
-    if not extra:
-        raise EdgetlError(f"No images (.jpg, .png, ...) under the probe folder. Received: probe={probe}")
-    if truth is not None:
-        truth = np.concatenate([truth, np.full(len(extra), -1, dtype=truth.dtype)])
-    return paths + extra, truth, f"{source} + {len(extra)} unlabelled probe photos from {probe}"
-
-
-def judge_sample(pred: np.ndarray, ref_pred: np.ndarray, truth: np.ndarray | None,
-                 threshold: dict[str, float | None]) -> tuple[dict[str, Any], list[str]]:
-    """Judge agreement and accuracy as counts of photos (`edgetl.sample_gate`), not raw shares.
-
-    Returns:
-        The figures (for `ParityResult.gate`) and one sentence per failed check.
-    """
-    from edgetl.sample_gate import allowed_count, wilson_interval
-
-    n, disagree = len(pred), int((pred != ref_pred).sum())
-    allowed = allowed_count(n, 1.0 - threshold["min_agreement"])
-    low, high = wilson_interval(n - disagree, n)
-    gate: dict[str, Any] = {"photos": n, "disagreements": disagree, "allowed_disagreements": allowed,
-                            "agreement_interval": [round(low, 4), round(high, 4)]}
-    failures = []
-    if disagree > allowed:
-        failures.append(f"top-1 agreement {(n - disagree) / n:.4f} < {threshold['min_agreement']:.4f}: {disagree} of {n} "
-                        f"photos disagree with the float model, {_allowance(allowed, n)} (95% upper bound {high:.4f})")
-    if truth is not None:
-        known = truth >= 0
-        lost = int((ref_pred == truth)[known].sum() - (pred == truth)[known].sum())
-        allowed_lost = allowed_count(int(known.sum()), threshold["max_accuracy_drop"])
-        gate |= {"labelled_photos": int(known.sum()), "photos_lost": lost, "allowed_photos_lost": allowed_lost}
-        if lost > allowed_lost:
-            failures.append(f"accuracy drop {lost / known.sum():.4f} > {threshold['max_accuracy_drop']:.4f}: {lost} "
-                            f"labelled photos lost, {_allowance(allowed_lost, int(known.sum()))}")
-    return gate, failures
-
-
-def _allowance(allowed: int, n: int) -> str:
-    return f"at most {allowed} allowed on {n} photos" if allowed >= 0 else "none allowed (a threshold above 100%)"
-
-
-MAX_FLIPS = 20
-
-
-def flipped_photos(paths: Sequence[Path], ref_probs: np.ndarray, outputs: dict[str, np.ndarray | None],
-                   labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per artefact, the photos whose top-1 differs from the float model's, closest calls first.
-
-    Each entry names the photo and both models' top class and score: a flip between two classes
-    the float model scored 0.51/0.49 is rounding; one it scored 0.95 points at a broken layer.
-    """
-    ref_top = ref_probs.argmax(1)
-    found = {}
-    for fmt, probs in outputs.items():
-        if probs is None:
-            continue
-        rows = np.flatnonzero(probs.argmax(1) != ref_top)
-        rows = rows[np.argsort(ref_probs[rows, ref_top[rows]])][:MAX_FLIPS]
-        found[fmt] = [{"image": str(paths[i]),
-                       "float": {"label": labels[ref_top[i]], "score": round(float(ref_probs[i, ref_top[i]]), 4)},
-                       "artefact": {"label": labels[int(probs[i].argmax())], "score": round(float(probs[i].max()), 4),
-                                    "float_label_score": round(float(probs[i, ref_top[i]]), 4)}} for i in rows]
-    return {fmt: rows for fmt, rows in found.items() if rows}
+# --- the sample (edgetl.sample_gate) ---------------------------------------------------------
 
 
 def sample_note(report: VerifyReport) -> str:
     """One sentence on how far the sample can be trusted, for reports: always below `SMALL_SAMPLE` photos."""
-    from edgetl.sample_gate import SMALL_SAMPLE
-
     gates = [r.gate for r in report.results if r.gate]
-    if not gates or report.images >= SMALL_SAMPLE:
+    if not gates or report.images >= sample_gate.SMALL_SAMPLE:
         return ""
     allowed = sorted({g["allowed_disagreements"] for g in gates if g["allowed_disagreements"] >= 0})
     worst = min(gates, key=lambda g: g["agreement_interval"][0])
-    return (f"Small sample ({report.images} photos, under {SMALL_SAMPLE}): one photo is {100 / report.images:.1f} points. "
+    return (f"Small sample ({report.images} photos, under {sample_gate.SMALL_SAMPLE}): one photo is {100 / report.images:.1f} points. "
             f"The gate allows {' or '.join(map(str, allowed)) or 'no'} disagreement(s) per artefact; the widest 90% "
             f"(Wilson) agreement interval is {_pct(worst['agreement_interval'][0])}-{_pct(worst['agreement_interval'][1])}. "
             "Add photos with --probe DIR for a sharper verdict.")

@@ -14,8 +14,8 @@ from _export_shared import Exported, copy_run, exported_run
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS
-from edgetl.sample_gate import allowed_count, wilson_interval
-from edgetl.verify import VerifyReport, flipped_photos, judge_sample, render_markdown, sample_note, verify
+from edgetl.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
+from edgetl.verify import VerifyReport, render_markdown, sample_note, verify
 
 runner = CliRunner()
 
