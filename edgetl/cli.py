@@ -247,7 +247,7 @@ def selftest(
             mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
             console.print(f"{mark} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
         verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
-        console.print(f"{verdict} {model.name} against {report.golden}")
+        console.print(f"{verdict} {model.name} against {report.golden} (rule: {report.rule})", highlight=False)
         if report.hint:
             console.print(f"note: {report.hint}", highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)
@@ -273,6 +273,7 @@ def export_command(
     calibration_dir: Annotated[Optional[Path], typer.Option(help="Folder of representative photos to calibrate int8 on instead of the training split (needed with --pretrained).")] = None,
     io_dtype: Annotated[IoDtype, typer.Option(help="Input/output type of the int8 TFLite model.")] = IoDtype.int8,
     onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
+    quantization: Annotated[str, typer.Option(help="Int8 recipe: default (minmax), minmax, percentile, entropy, or auto (the best by agreement on the validation split).")] = "default",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.")] = None,
     pretrained: Annotated[Optional[str], typer.Option(help="Export an ImageNet classifier as it is: mobilenet_v2.")] = None,
     weights: Annotated[str, typer.Option(help="With --pretrained: imagenet (Keras' download) or PATH of a full-model .weights.h5 (1000 or 1001 classes).")] = "imagenet",
@@ -296,7 +297,7 @@ def export_command(
             raise EdgetlError(f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}")
         options = ExportOptions(
             formats=_split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
-            io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden,
+            io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
             output_dir=out if run_dir is not None else None,
         )
         if pretrained is not None:
@@ -348,7 +349,8 @@ def _print_export(report: Any) -> None:
 @app.command("verify")
 def verify_command(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR with model.keras and export/.")],
-    data: Annotated[Optional[Path], typer.Option(help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: the run's test split).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: every held-out photo of the run, its validation and test splits).")] = None,
+    probe: Annotated[Optional[Path], typer.Option(help="A folder of further unlabelled photos that count towards agreement (not accuracy).")] = None,
     min_agreement: Annotated[Optional[float], typer.Option(help="Minimum share of images where an artefact's top-1 equals the float model's (default: each format's parity row, 0.98; 0.99 for tflite-fp16).")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Maximum accuracy loss against the float model, 0.02 = 2 points (default 0.02).")] = None,
     max_images: Annotated[Optional[int], typer.Option(min=1, help="Compare at most this many images (a seeded draw).")] = None,
@@ -360,7 +362,7 @@ def verify_command(
 
     from edgetl.verify import verify
 
-    report = _run(verify, run_dir, data=data, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
+    report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
                   max_images=max_images, threads=threads)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -384,16 +386,19 @@ def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> s
 def _print_verify(report: Any) -> None:
     from rich.table import Table
 
+    from edgetl.verify import sample_note
+
     ref = report.reference
     acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
     table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
-    for column in ("", "format", "size", "accuracy", "Δ acc", "agreement", "max |Δp|", "p50 ms", "p95 ms"):
+    for column in ("", "format", "size", "accuracy", "Δ acc", "agreement (differ/allowed)", "max |Δp|", "p50 ms", "p95 ms"):
         table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
     for r in report.results:
         delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f}"
         table.add_row(
             "[green]✓[/]" if r.passed else "[red]✗[/]", r.format, f"{r.size_bytes / 1e6:.2f}M",
-            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}", delta, f"{r.top1_agreement:.1%}",
+            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}", delta,
+            f"{r.top1_agreement:.1%}" + (f" ({r.gate['disagreements']}/{max(r.gate['allowed_disagreements'], 0)})" if r.gate else ""),
             f"{r.max_abs_diff:.0e}", f"{r.latency_ms_p50:.1f}", f"{r.latency_ms_p95:.1f}",
         )
     console.print(table)
@@ -404,6 +409,8 @@ def _print_verify(report: Any) -> None:
         console.print(f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, max |Δp| {report.cross['max_abs_diff']:.1e}", highlight=False)
     for name, why in report.skipped:
         console.print(f"Skipped {name}: {why}", highlight=False)
+    if sample_note(report):
+        console.print(sample_note(report), highlight=False)
     console.print(f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png in {report.run_dir / 'export'}")
 
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgetl import sample_gate
 from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
@@ -52,6 +53,9 @@ class ParityResult:
         latency_ms_p95: 95th percentile of the same.
         threshold: The thresholds applied: min_agreement, max_accuracy_drop, atol.
         failures: Each failed check as a sentence; empty when it passed.
+        gate: The counts the agreement and accuracy checks judged (`sample_gate`): photos,
+            disagreements and how many were allowed, the Wilson interval of the agreement, and
+            labelled photos lost against the float model and how many were allowed.
     """
 
     name: str
@@ -69,6 +73,7 @@ class ParityResult:
     latency_ms_p95: float
     threshold: dict[str, float | None]
     failures: tuple[str, ...] = ()
+    gate: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -81,7 +86,7 @@ class ParityResult:
             "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff,
             "latency_ms_p50": self.latency_ms_p50, "latency_ms_p95": self.latency_ms_p95,
             "shape_ok": self.shape_ok, "per_class_delta": self.per_class_delta, "threshold": self.threshold,
-            "failures": list(self.failures), "passed": self.passed,
+            "failures": list(self.failures), "passed": self.passed, "gate": self.gate,
         }
 
 
@@ -98,6 +103,8 @@ class VerifyReport:
         results: One `ParityResult` per artefact.
         cross: Agreement and max |Δprob| between the TFLite fp32 and ONNX artefacts, when both exist.
         skipped: Artefacts that cannot run on this CPU (e.g. Edge TPU), with the reason.
+        flips: Per artefact, the photos whose top-1 differs from the float model's, with both
+            models' top class and score (`sample_gate.flipped_photos`).
     """
 
     run_dir: Path
@@ -108,6 +115,7 @@ class VerifyReport:
     results: tuple[ParityResult, ...]
     cross: dict[str, Any] | None = None
     skipped: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    flips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -123,6 +131,7 @@ class VerifyReport:
             "run_dir": str(self.run_dir), "data": self.data, "images": self.images, "labelled": self.labelled,
             "reference": self.reference, "artefacts": [r.to_dict() for r in self.results], "cross": self.cross,
             "skipped": [{"name": n, "reason": why} for n, why in self.skipped], "passed": self.passed,
+            "flips": self.flips,
         }
 
 
@@ -131,6 +140,7 @@ def verify(
     *,
     data: str | Path | None = None,
     images: Sequence[str | Path] | None = None,
+    probe: str | Path | None = None,
     min_agreement: float | None = None,
     max_accuracy_drop: float | None = None,
     max_images: int | None = None,
@@ -144,10 +154,15 @@ def verify(
     Args:
         run_dir: A RUN_DIR with model.keras and an export/ folder.
         data: A folder of `<class>/<image>` photos whose class names equal the run's labels, or
-            of unlabelled photos directly inside it. Defaults to `None` (the run's test split).
+            of unlabelled photos directly inside it. Defaults to `None` (every held-out photo of
+            the run: its validation and test splits).
         images: Explicit unlabelled photos instead of `data`. Defaults to `None`.
+        probe: A folder of further unlabelled photos (searched recursively) that count towards
+            agreement only. Defaults to `None`.
         min_agreement: Override of every format's minimum top-1 agreement. Defaults to `None`
-            (each format's `Parity.min_agreement`, 0.98).
+            (each format's `Parity.min_agreement`, 0.98). Both this and `max_accuracy_drop` are
+            judged as counts of photos with `edgetl.sample_gate` (an artefact fails when the
+            sample shows, at 95% confidence, that it misses the threshold).
         max_accuracy_drop: Override of the maximum accuracy loss (0.02 = 2 points). Defaults to `None`.
         max_images: Compare at most this many images, drawn with `seed`. Defaults to `None` (all).
         threads: Interpreter threads for the artefacts. Defaults to `None`.
@@ -162,7 +177,6 @@ def verify(
         EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
             a corrupt artefact), and with `strict=True` when any check fails.
     """
-    from edgetl.data import read_split
     from edgetl.export import FORMATS, load_run
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
@@ -172,7 +186,9 @@ def verify(
     export_dir = run_dir / "export"
     model, meta = load_run(run_dir)
     artefacts = find_artefacts(export_dir)
-    paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_split(run_dir, "test"))
+    paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
+    if probe is not None:
+        paths, truth, source = sample_gate.add_probe(paths, truth, source, Path(probe))
     if max_images is not None and len(paths) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False))
         paths, truth = [paths[i] for i in keep], (truth[keep] if truth is not None else None)
@@ -198,6 +214,7 @@ def verify(
     report = VerifyReport(
         run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,
         results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
+        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels),
     )
     if write:
         write_reports(report, export_dir)
@@ -245,12 +262,12 @@ def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None
         return [Path(p) for p in images], None, f"{len(images)} unlabelled images"
     if data is None:
         if not test:
-            raise EdgetlError(f"{run_dir} has no test split (splits.json); pass --data TEST_DIR with <class>/<image> folders.")
+            raise EdgetlError(f"{run_dir} has no held-out split (splits.json); pass --data TEST_DIR with <class>/<image> folders.")
         index = {label: i for i, label in enumerate(labels)}
         unknown = sorted({cls for _, cls in test} - set(index))
         if unknown:
             raise EdgetlError(f"splits.json test classes {unknown} are not in labels.txt. Received: {run_dir}")
-        return [p for p, _ in test], np.array([index[c] for _, c in test]), f"test split of {run_dir.name}"
+        return [p for p, _ in test], np.array([index[c] for _, c in test]), f"validation and test splits of {run_dir.name}"
     data = Path(data)
     if not data.is_dir():
         raise EdgetlError(f"Test data folder not found. Received: data={data}")
@@ -316,7 +333,7 @@ def _reference_figures(probs: np.ndarray, truth: np.ndarray | None, labels: Sequ
     p50, p95 = _latency(lambda x: model.predict_on_batch(x), pixels[:1].astype(np.float32), runs=10)
     return {
         "name": "model.keras", "format": "keras",
-        "accuracy": float((pred == truth).mean()) if truth is not None else None,
+        "accuracy": float((pred == truth)[truth >= 0].mean()) if truth is not None else None,
         "per_class_accuracy": _per_class(pred, truth, labels) if truth is not None else None,
         "latency_ms_p50": p50, "latency_ms_p95": p95,
     }
@@ -352,23 +369,21 @@ def _compare(fmt: str, path: Path, pixels: np.ndarray, truth: np.ndarray | None,
     agreement = float((pred == ref_probs.argmax(1)).mean())
     accuracy = delta = per_class = None
     if truth is not None:
-        accuracy = float((pred == truth).mean())
+        accuracy = float((pred == truth)[truth >= 0].mean())
         delta = accuracy - reference["accuracy"]
         mine = _per_class(pred, truth, meta.labels)
         per_class = {k: v - reference["per_class_accuracy"][k] for k, v in mine.items()}
     max_diff, mean_diff = float(diff.max()), float(diff.mean())
     if not np.isfinite(probs).all():
         failures.append("outputs contain NaN or infinity (a broken conversion)")
-    if agreement < threshold["min_agreement"]:
-        failures.append(f"top-1 agreement {agreement:.4f} < {threshold['min_agreement']:.4f} (max diff {max_diff:.3g})")
-    if delta is not None and -delta > threshold["max_accuracy_drop"] + 1e-9:
-        failures.append(f"accuracy drop {-delta:.4f} > {threshold['max_accuracy_drop']:.4f}")
+    gate, gate_failures = sample_gate.judge_sample(pred, ref_probs.argmax(1), truth, threshold)
+    failures += gate_failures
     if threshold["atol"] is not None and not max_diff <= threshold["atol"]:
         failures.append(f"max |Δprob| {max_diff:.3g} > atol {threshold['atol']:.3g}")
     p50, p95 = _latency(clf.run_pixels, pixels[:1])
     return ParityResult(**base, shape_ok=True, top1_agreement=agreement, max_abs_diff=max_diff, mean_abs_diff=mean_diff,
                         accuracy=accuracy, accuracy_delta=delta, per_class_delta=per_class,
-                        latency_ms_p50=p50, latency_ms_p95=p95, failures=tuple(failures)), probs
+                        latency_ms_p50=p50, latency_ms_p95=p95, failures=tuple(failures), gate=gate), probs
 
 
 def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
@@ -377,6 +392,22 @@ def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
         return None
     return {"pair": ["tflite-fp32", "onnx"], "agreement": float((a.argmax(1) == b.argmax(1)).mean()),
             "max_abs_diff": float(np.abs(a - b).max())}
+
+
+# --- the sample (edgetl.sample_gate) ---------------------------------------------------------
+
+
+def sample_note(report: VerifyReport) -> str:
+    """One sentence on how far the sample can be trusted, for reports: always below `SMALL_SAMPLE` photos."""
+    gates = [r.gate for r in report.results if r.gate]
+    if not gates or report.images >= sample_gate.SMALL_SAMPLE:
+        return ""
+    allowed = sorted({g["allowed_disagreements"] for g in gates if g["allowed_disagreements"] >= 0})
+    worst = min(gates, key=lambda g: g["agreement_interval"][0])
+    return (f"Small sample ({report.images} photos, under {sample_gate.SMALL_SAMPLE}): one photo is {100 / report.images:.1f} points. "
+            f"The gate allows {' or '.join(map(str, allowed)) or 'no'} disagreement(s) per artefact; the widest 90% "
+            f"(Wilson) agreement interval is {_pct(worst['agreement_interval'][0])}-{_pct(worst['agreement_interval'][1])}. "
+            "Add photos with --probe DIR for a sharper verdict.")
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -393,6 +424,13 @@ def write_reports(report: VerifyReport, export_dir: Path) -> None:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _count_cell(r: ParityResult) -> str:
+    """"3 differ, 5 allowed" from the count gate, or the bare threshold for a result without one."""
+    if not r.gate:
+        return f"min {_pct(r.threshold['min_agreement'])}"
+    return f"{r.gate['disagreements']} differ, {max(r.gate['allowed_disagreements'], 0)} allowed"
 
 
 def render_markdown(report: VerifyReport) -> str:
@@ -413,7 +451,7 @@ def render_markdown(report: VerifyReport) -> str:
         atol = "" if r.threshold["atol"] is None else f" (atol {r.threshold['atol']:.0e})"
         lines.append(
             f"| {r.name} | {r.format} | {r.size_bytes / 1e6:.2f} MB | {_pct(r.accuracy)} | {delta} | "
-            f"{_pct(r.top1_agreement)} (min {_pct(r.threshold['min_agreement'])}) | {r.max_abs_diff:.2e}{atol} | {r.mean_abs_diff:.2e} | "
+            f"{_pct(r.top1_agreement)} ({_count_cell(r)}) | {r.max_abs_diff:.2e}{atol} | {r.mean_abs_diff:.2e} | "
             f"{r.latency_ms_p50:.2f} | {r.latency_ms_p95:.2f} | {verdict} |"
         )
     if report.cross:
@@ -421,6 +459,14 @@ def render_markdown(report: VerifyReport) -> str:
                       f"max |Δp| {report.cross['max_abs_diff']:.2e}."]
     for name, why in report.skipped:
         lines += ["", f"Skipped {name}: {why}."]
+    if sample_note(report):
+        lines += ["", sample_note(report)]
+    for fmt, rows in report.flips.items():
+        lines += ["", f"Photos where {fmt} and the float model disagree (closest calls first):", "",
+                  "| photo | float model | " + fmt + " |", "|---|---|---|"]
+        lines += [f"| {Path(r['image']).name} | {r['float']['label']} {r['float']['score']:.3f} | "
+                  f"{r['artefact']['label']} {r['artefact']['score']:.3f} ({r['float']['label']} "
+                  f"{r['artefact']['float_label_score']:.3f}) |" for r in rows]
     lines += ["", f"Verdict: {'PASS' if report.passed else 'FAIL'}", ""]
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -13,7 +14,8 @@ from _export_shared import Exported, copy_run, exported_run
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS
-from edgetl.verify import VerifyReport, verify
+from edgetl.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
+from edgetl.verify import VerifyReport, render_markdown, sample_note, verify
 
 runner = CliRunner()
 
@@ -31,7 +33,9 @@ def report(exported: Exported) -> VerifyReport:
 def test_every_artefact_passes_with_default_thresholds(report: VerifyReport) -> None:
     assert report.passed, report.failures
     assert [r.format for r in report.results] == list(ALL_FORMATS)
-    assert report.labelled and report.images > 0 and report.data.startswith("test split")
+    assert report.labelled and report.data.startswith("validation and test splits")
+    held_out = json.loads((report.run_dir / "splits.json").read_text())
+    assert report.images == len(held_out["val"]) + len(held_out["test"]) > len(held_out["test"])
     assert report.reference["accuracy"] == 1.0  # three solid colours: a confident float model
     for r in report.results:
         assert r.shape_ok and r.top1_agreement == 1.0 and r.accuracy_delta == 0.0
@@ -96,3 +100,57 @@ def test_unlabelled_images_measure_agreement_only(exported: Exported) -> None:
     report = verify(exported.run, images=photos, write=False)
     assert report.passed and not report.labelled and report.images == len(photos)
     assert all(r.accuracy is None and r.top1_agreement == 1.0 for r in report.results)
+
+
+def test_probe_photos_count_towards_agreement_only(exported: Exported, report: VerifyReport) -> None:
+    probe = exported.run / "export" / "golden"
+    photos = sorted(probe.glob("*.png"))
+    probed = verify(exported.run, probe=probe, write=False)
+    assert probed.images == report.images + len(photos) and "probe" in probed.data
+    for r in probed.results:
+        assert r.gate["photos"] == probed.images and r.gate["labelled_photos"] == report.images
+        assert r.accuracy == 1.0  # measured on the labelled photos only; a probe has no class
+    result = runner.invoke(app, ["verify", str(exported.run), "--probe", str(exported.run / "no-such-folder")])
+    assert result.exit_code == 2 and "Probe folder not found" in result.stderr
+
+
+def test_small_sample_reports_its_interval_and_allowance(report: VerifyReport) -> None:
+    assert report.images < 200
+    note = sample_note(report)
+    assert f"Small sample ({report.images} photos" in note and "Wilson" in note
+    assert note in render_markdown(report)
+    gate = report.results[0].gate
+    assert gate["disagreements"] == 0 and gate["allowed_disagreements"] == allowed_count(report.images, 0.02)
+
+
+def test_one_photo_on_a_small_split_does_not_flip_the_verdict() -> None:
+    """37 photos, min agreement 98%: one or two disagreements pass, three fail; accuracy alike."""
+    threshold = {"min_agreement": 0.98, "max_accuracy_drop": 0.02, "atol": None}
+    truth = np.arange(37) % 3
+    for wrong, passes in ((1, True), (2, True), (3, False)):
+        pred = truth.copy()
+        pred[:wrong] = (truth[:wrong] + 1) % 3
+        gate, failures = judge_sample(pred, truth, truth, threshold)
+        assert (not failures) == passes, failures
+        assert gate["disagreements"] == gate["photos_lost"] == wrong and gate["allowed_disagreements"] == 2
+    lo, hi = gate["agreement_interval"]
+    assert lo < 34 / 37 < hi
+
+
+def test_count_gate_tightens_with_sample_size() -> None:
+    shares = [allowed_count(n, 0.02) / n for n in (37, 100, 310, 1000, 10_000)]
+    assert shares == sorted(shares, reverse=True) and 0.02 < shares[-1] < 0.025
+    assert allowed_count(1000, 0.0) == 0 and allowed_count(50, -0.01) == -1
+    for k, n in ((0, 10), (5, 10), (37, 37)):
+        lo, hi = wilson_interval(k, n)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_flipped_photos_name_both_scores_closest_call_first() -> None:
+    ref = np.array([[0.9, 0.1], [0.55, 0.45], [0.2, 0.8], [0.7, 0.3]])
+    int8 = np.array([[0.4, 0.6], [0.45, 0.55], [0.2, 0.8], [0.7, 0.3]])
+    flips = flipped_photos([Path(f"{i}.png") for i in range(4)], ref, {"tflite-int8": int8, "onnx": ref}, ["cat", "dog"])
+    assert list(flips) == ["tflite-int8"]  # an artefact that agrees everywhere lists nothing
+    assert [Path(r["image"]).name for r in flips["tflite-int8"]] == ["1.png", "0.png"]
+    assert flips["tflite-int8"][1] == {"image": "0.png", "float": {"label": "cat", "score": 0.9},
+                                       "artefact": {"label": "dog", "score": 0.6, "float_label_score": 0.4}}

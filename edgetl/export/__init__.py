@@ -5,9 +5,9 @@
 | TFLite float32   | `tflite-fp32`    | `.tflite` |                                              |
 | TFLite dynamic   | `tflite-dynamic` | `.tflite` |                                              |
 | TFLite float16   | `tflite-fp16`    | `.tflite` |                                              |
-| TFLite int8      | `tflite-int8`    | `.tflite` | calibration_size, calibration_dir, io_dtype  |
+| TFLite int8      | `tflite-int8`    | `.tflite` | calibration_size, calibration_dir, io_dtype, quantization |
 | ONNX float32     | `onnx`           | `.onnx`   | onnx_opset                                   |
-| ONNX int8 (QDQ)  | `onnx-int8`      | `.onnx`   | onnx_opset, calibration_size, calibration_dir|
+| ONNX int8 (QDQ)  | `onnx-int8`      | `.onnx`   | onnx_opset, calibration_size, calibration_dir, quantization |
 | Edge TPU         | `edgetpu`        | `.tflite` | calibration_size, calibration_dir, io_dtype  |
 
 `all` (the default) is the first six. Each artefact is `RUN_DIR/export/model_{format}{suffix}`
@@ -42,7 +42,7 @@ from typing import Any
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
-from edgetl.export import calibration
+from edgetl.export import calibration, recipes
 from edgetl.export.common import ExportSource, sidecar_path
 from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
@@ -95,7 +95,7 @@ class ExportFormat:
     runnable: bool = True
 
 
-_CALIB = frozenset({"calibration_size", "calibration_dir"})
+_CALIB = frozenset({"calibration_size", "calibration_dir", "quantization"})
 FORMATS: dict[str, ExportFormat] = {
     "tflite-fp32": ExportFormat(fn=export_tflite_fp32, suffix=".tflite", parity=Parity(atol=1e-4)),
     # Dynamic range quantizes activations on the fly: probabilities move by up to 0.075 on
@@ -134,6 +134,9 @@ class ExportOptions:
         output_dir: Where artefacts go; None means `RUN_DIR/export`. Defaults to None.
         seed: Seed of the calibration and golden-image draws. Defaults to 0.
         golden: Write golden vectors (`export/golden/`) for the device tests. Defaults to True.
+        quantization: The int8 recipe (`edgetl.export.recipes`): "default" (minmax), "minmax",
+            "percentile", "entropy", or "auto" (the best of them by agreement with the float
+            model on the validation split). Defaults to "default".
     """
 
     formats: tuple[str, ...] = ("all",)
@@ -144,6 +147,7 @@ class ExportOptions:
     output_dir: Path | None = None
     seed: int = 0
     golden: bool = True
+    quantization: str = "default"
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, str):
@@ -157,6 +161,8 @@ class ExportOptions:
             raise EdgetlError("formats must name at least one format. Received: formats=()")
         if not 1 <= self.calibration_size <= 10_000:
             raise EdgetlError(f"calibration_size must be in [1, 10000]. Received: calibration_size={self.calibration_size}")
+        if self.quantization not in recipes.CHOICES:
+            raise EdgetlError(f"quantization must be one of {recipes.CHOICES}. Received: quantization={self.quantization!r}")
         if self.io_dtype not in IO_DTYPES:
             raise EdgetlError(f"io_dtype must be one of {IO_DTYPES}. Received: io_dtype={self.io_dtype!r}")
         if self.onnx_opset not in ONNX_OPSETS:
@@ -208,6 +214,8 @@ class ExportReport:
         golden: The golden-vectors file, or None when not written.
         golden_error: Why golden vectors could not be written, or None.
         seconds: Wall time of the whole export.
+        quantization: Per int8 format, the recipe used and the validation disagreements of each
+            recipe `auto` tried (`edgetl.export.recipes`).
     """
 
     output_dir: Path
@@ -217,6 +225,7 @@ class ExportReport:
     golden: Path | None = None
     golden_error: str | None = None
     seconds: float = 0.0
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failures(self) -> tuple[ExportResult, ...]:
@@ -230,7 +239,7 @@ class ExportReport:
         return {"output_dir": str(self.output_dir), "ok": self.ok, "seconds": round(self.seconds, 3),
                 "results": [r.to_dict() for r in self.results], "calibration": self.calibration,
                 "edgetpu_preflight": self.edgetpu_preflight, "golden": str(self.golden) if self.golden else None,
-                "golden_error": self.golden_error}
+                "golden_error": self.golden_error, "quantization": self.quantization}
 
 
 # --- run directories ---------------------------------------------------------------------
@@ -328,14 +337,27 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
 
     picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
     golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
-    return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden)
+    validation = _validation_pixels(run_dir, options, spec)
+    return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden, validation)
+
+
+def _validation_pixels(run_dir: Path, options: ExportOptions, spec: PreprocessingSpec) -> Any:
+    """The validation photos `--quantization auto` ranks recipes on (never the test split), or None."""
+    from edgetl.data import read_split
+
+    val = read_split(run_dir, "val") if options.quantization == "auto" else None
+    if not val:
+        if options.quantization == "auto":
+            warnings.warn("--quantization auto has no validation split to compare recipes on; using minmax.", stacklevel=3)
+        return None
+    return calibration.decode([p for p, _ in val], spec)
 
 
 def _validate(options: ExportOptions, *, has_train_split: bool) -> None:
     """Cross-field checks: options no requested format reads; calibration data for int8."""
     formats = options.resolved_formats
     defaults = ExportOptions()
-    for name in ("calibration_size", "calibration_dir", "io_dtype", "onnx_opset"):
+    for name in ("calibration_size", "calibration_dir", "io_dtype", "onnx_opset", "quantization"):
         if getattr(options, name) != getattr(defaults, name) and not any(name in FORMATS[f].accepts for f in formats):
             readers = [f for f in FORMATS if name in FORMATS[f].accepts]
             raise EdgetlError(
@@ -351,7 +373,8 @@ def _validate(options: ExportOptions, *, has_train_split: bool) -> None:
 
 
 def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptions,
-            calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path]) -> ExportReport:
+            calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path],
+            validation: Any = None) -> ExportReport:
     start = time.perf_counter()
     formats = options.resolved_formats
     out_dir = make_folder(out_dir, "the output folder")
@@ -367,7 +390,7 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
     calib_pixels = calib_set.as_float() if calib_set is not None else None
     results = []
     with tempfile.TemporaryDirectory(prefix="edgetl-export-") as tmp:
-        source = ExportSource(model=model, metadata=meta, workdir=Path(tmp))
+        source = ExportSource(model=model, metadata=meta, workdir=Path(tmp), validation=validation)
         for fmt in formats:
             results.append(_timed(fmt, lambda f=fmt: FORMATS[f].fn(source, options, artefact_path(out_dir, f), calib_pixels)))
     preflight = _preflight(out_dir, results)
@@ -378,9 +401,20 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
     report = ExportReport(
         output_dir=out_dir, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
         edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
+        quantization=_recipes_used(results),
     )
     write_text_atomic(out_dir / "export.json", json.dumps(report.to_dict(), indent=2))
     return report
+
+
+def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
+    """{format: {"recipe", "trials"}} of each int8 artefact written, from its sidecar."""
+    used = {}
+    for r in results:
+        if r.path is not None and FORMATS[r.format].calibrated and sidecar_path(r.path).is_file():
+            extra = ModelMetadata.from_json(sidecar_path(r.path).read_text(encoding="utf-8")).extra
+            used[r.format] = {"recipe": extra.get("quantization_recipe"), "trials": extra.get("quantization_trials") or {}}
+    return used
 
 
 def artefact_path(out_dir: Path, fmt: str) -> Path:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.spec import ModelMetadata, write_bytes_atomic, write_text_atomic
@@ -23,13 +26,31 @@ class ExportSource:
         model: The Keras model (float32 RGB pixels in [0, 255] NHWC -> probabilities).
         metadata: Its metadata (format "keras"); exporters derive theirs with `for_format`.
         workdir: A temporary directory for intermediates, removed by `export()`.
+        validation: uint8 pixels (N, H, W, 3) of the run's validation photos, on which
+            `--quantization auto` compares recipes; None when not needed or unavailable.
     """
 
     model: Any
     metadata: ModelMetadata
     workdir: Path
+    validation: np.ndarray | None = None
     _saved_model: dict[int, Path] = field(default_factory=dict, repr=False)
     _onnx: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _validation_scores: np.ndarray | None = field(default=None, repr=False)
+
+    def validation_disagreements(self, run: Callable[[np.ndarray], np.ndarray]) -> int | None:
+        """Validation photos whose top-1 under `run` (float32 pixels -> scores) differs from the float model's.
+
+        None when there are no validation photos.
+        """
+        if self.validation is None or not len(self.validation):
+            return None
+        pixels = self.validation.astype(np.float32)
+        if self._validation_scores is None:
+            self._validation_scores = np.concatenate(
+                [np.asarray(self.model.predict_on_batch(pixels[i : i + 32])) for i in range(0, len(pixels), 32)])
+        scores = np.concatenate([run(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
+        return int((scores.argmax(1) != self._validation_scores.argmax(1)).sum())
 
     @property
     def image_size(self) -> tuple[int, int]:

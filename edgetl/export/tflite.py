@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.export import tflite_metadata
+from edgetl.export import recipes, tflite_metadata
 from edgetl.export.common import ExportSource, artefact_metadata, check_output, io_extra, write_artefact
 
 if TYPE_CHECKING:
@@ -80,4 +80,5 @@ def export_tflite_int8(source: ExportSource, opts: ExportOptions, out: Path, cal
     data = convert(source, "int8", calib=calib, io_dtype=opts.io_dtype)
     return finish(source, data, "tflite-int8", out,
                   quantization=f"full integer int8, {opts.io_dtype} input/output, per-channel weights",
+                  quantization_recipe=recipes.DEFAULT,  # TFLite's converter calibrates min/max only
                   calibration_images=int(len(calib)) if calib is not None else 0)

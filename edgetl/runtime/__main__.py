@@ -77,7 +77,7 @@ def _selftest(model: Path, golden: Path) -> int:
         return 2
     for check in report.checks:
         print(f"{'ok  ' if check.passed else 'FAIL'} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
-    print(f"{'PASS' if report.passed else 'FAIL'} {model.name} against {report.golden}")
+    print(f"{'PASS' if report.passed else 'FAIL'} {model.name} against {report.golden} (rule: {report.rule})")
     if report.hint:
         print(f"note: {report.hint}")
     return 0 if report.passed else 1
