@@ -68,7 +68,8 @@ class TrainOptions:
         fine_tune_epochs: Epochs of the fine-tuning stage; `None` uses `epochs`.
         fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
             excepted, they stay frozen) are trained in the fine-tuning stage. Defaults to `10`.
-        batch_size: Images per step. Defaults to `32`.
+        batch_size: Images per step. `None` means 32 on a CPU, and 128 on a GPU with both
+            learning rates scaled by sqrt(128/32) (see `edgetl.train_input.default_batch_size`).
         learning_rate: Learning rate of the head (and of `scratch`). Defaults to `1e-3`.
         fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
         dropout: Dropout before the new softmax layer. Defaults to `0.2`.
@@ -96,7 +97,7 @@ class TrainOptions:
     epochs: int = 10
     fine_tune_epochs: int | None = None
     fine_tune_layers: int = 10
-    batch_size: int = 32
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     dropout: float = 0.2
@@ -117,7 +118,7 @@ class TrainOptions:
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise EdgetlError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
         if self.fine_tune_layers < 1:
             raise EdgetlError(f"fine_tune_layers must be at least 1. Received: fine_tune_layers={self.fine_tune_layers}")
@@ -181,7 +182,10 @@ def train(
         EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
     """
     backbone = backbone or BackboneOptions()
+    from edgetl.train_input import default_batch_size  # imports keras
+
     options = options or TrainOptions()
+    options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
     out = Path(out).expanduser().resolve()
     _validate(backbone, options, out, overwrite, resume)
     splits = load_splits(
@@ -292,14 +296,6 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
 
 def _check_data_parallel(devices: list[str], options: TrainOptions) -> None:
     import keras
-
-    if options.strategy == "fine-tune":
-        # Keras 3.15 on JAX keeps the variable shardings of the first stage when the second
-        # stage unfreezes layers, and the step fails with a pytree-structure error.
-        raise EdgetlError(
-            "Data-parallel training does not support the two-stage fine-tune yet. Received: strategy='fine-tune'; "
-            "use --strategy full (every layer), or --no-data-parallel."
-        )
 
     if keras.backend.backend() != "jax":
         raise EdgetlError(
@@ -557,20 +553,37 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         *_tensorboard(work / "logs" / stage.name),
     ]
     (work / "checkpoints").mkdir(exist_ok=True)
+    from edgetl.train_input import device_batches  # imports keras
+
+    batches = device_batches(stage.x, stage.y, batch_size=options.batch_size, seed=options.seed)
+    data = {"x": batches[0]} if batches else {"x": stage.x, "y": stage.y, "batch_size": options.batch_size, "shuffle": True}
     with _stop_on_sigint() as stop:
         stage.model.fit(
-            stage.x,
-            stage.y,
+            **data,
             validation_data=stage.val,
             epochs=stage.epochs,
-            batch_size=options.batch_size,
-            callbacks=[*callbacks, stop],
+            callbacks=_async_safe([*callbacks, stop, *batches[1:]]),
             verbose=verbose,
-            shuffle=True,
         )
     partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
     stage.model.save_weights(partial)
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
+
+
+def _async_safe(callbacks: list["keras.callbacks.Callback"]) -> list["keras.callbacks.Callback"]:
+    """Tell Keras that no callback needs a step's results before the next step is dispatched.
+
+    Keras waits for every step to finish (a host sync) when a callback overrides a batch-level
+    hook, unless the callback says `async_safe`. Ours do nothing per batch (checkpoints and
+    backups save per epoch) but check for Ctrl-C: that check then runs on Keras' callback thread
+    and its KeyboardInterrupt reaches `fit` at the next batch.
+    """
+    import keras
+
+    for callback in callbacks:
+        if getattr(callback, "save_freq", "epoch") == "epoch" and not isinstance(callback, keras.callbacks.TensorBoard):
+            callback.async_safe = True
+    return callbacks
 
 
 _SIGINTS: list[int] = []
