@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgetl import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import (
@@ -184,6 +185,7 @@ def train(
     backbone = backbone or BackboneOptions()
     from edgetl.train_input import default_batch_size  # imports keras
 
+    distributed.initialize()
     options = options or TrainOptions()
     options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
     out = Path(out).expanduser().resolve()
@@ -203,16 +205,21 @@ def train(
         # Built before the photos are decoded: weights that do not fit fail in seconds.
         backbone_model = None if options.strategy == "scratch" else build_backbone(backbone)
         arrays = _decode_splits(splits, spec, options, verbose)
-        work = _partial_dir(out, resume)
+        work = _partial_dir(out, resume) if distributed.is_writer() else out.with_name(f".{out.name}.partial")
+        distributed.barrier("edgetl-partial-run-dir")  # the other processes read its backups
         started = time.monotonic()
         try:
             model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
             metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
-            _write_run(work, model, splits, spec, metrics)
+            if distributed.is_writer():
+                _write_run(work, model, splits, spec, metrics)
         except EdgetlError:
-            shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
+            if distributed.is_writer():
+                shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
             raise
-    _publish(work, out)
+    if distributed.is_writer():
+        _publish(work, out)
+    distributed.barrier("edgetl-run-dir-published")
     return TrainResult(out, metrics)
 
 
@@ -244,8 +251,9 @@ def _decode_splits(
         bar.update(decoded) if bar else None
 
     cache_dir = Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
+    files = {"train": distributed.shard(splits.train), "val": splits.val, "test": splits.test}  # a process's own share
     arrays = {
-        name: decode_images(getattr(splits, name), spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
+        name: decode_images(files[name], spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
         for name in ("train", "val", "test")
     }
     if bar and decoded < total:  # photos read from the cache were not counted
@@ -283,6 +291,7 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
         )
     devices = gpus if gpus and options.device != "cpu" else keras.distribution.list_devices("cpu")
     parallel = options.data_parallel if options.data_parallel is not None else len(gpus) > 1 and options.device != "cpu"
+    parallel = parallel or distributed.process_count() > 1
     if parallel:
         _check_data_parallel(devices, options)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
@@ -449,7 +458,7 @@ def _train_head_on_features(
     import keras
 
     features = {
-        name: (extractor.predict(x, batch_size=options.batch_size, verbose=verbose), y) if len(y) else (x, y)
+        name: (distributed.predict(extractor, x, options.batch_size, verbose), y) if len(y) else (x, y)
         for name, (x, y) in arrays.items()
         if name != "test"
     }
@@ -472,6 +481,9 @@ def _fine_tune(
     before = _val_score(model, val, options)
     head_weights = model.get_weights()
     unfrozen = _unfreeze_last_layers(backbone, options.fine_tune_layers)
+    # Keras keeps the compiled predict step, which on JAX with a distribution lists each
+    # non-trainable variable's sharding: the unfrozen layers would no longer match it.
+    model.predict_function = None
     epochs = options.fine_tune_epochs or options.epochs
     x_train, y_train = arrays["train"]
     _run_stage(
@@ -497,7 +509,7 @@ def _val_score(model: "keras.Model", val: tuple[np.ndarray, np.ndarray] | None, 
     """(accuracy, -loss) on the validation photos: higher is better, ties broken by loss."""
     if val is None:
         return (0.0, 0.0)
-    probs = model.predict(val[0], batch_size=options.batch_size, verbose=0)
+    probs = distributed.predict(model, val[0], options.batch_size)
     picked = np.clip(probs[np.arange(len(val[1])), val[1]], 1e-7, 1.0)
     return float(np.mean(probs.argmax(axis=1) == val[1])), float(np.mean(np.log(picked)))
 
@@ -530,9 +542,10 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         stage.model.load_weights(done_marker)
         return
     stage_dir = work / "stages" / stage.name
-    stage_dir.mkdir(parents=True, exist_ok=True)
     restored = _backup_epoch(stage_dir / "backup")
-    _trim_history(stage_dir / "history.csv", restored)
+    if distributed.is_writer():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        _trim_history(stage_dir / "history.csv", restored)
     monitor = "val_loss" if stage.val is not None else "loss"
     stage.model.compile(
         optimizer=keras.optimizers.Adam(stage.learning_rate),
@@ -552,19 +565,21 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         _carry_over(stage_dir, restored, early, monitors),
         *_tensorboard(work / "logs" / stage.name),
     ]
-    (work / "checkpoints").mkdir(exist_ok=True)
-    from edgetl.train_input import device_batches  # imports keras
+    if distributed.is_writer():
+        (work / "checkpoints").mkdir(exist_ok=True)
+    from edgetl.train_input import fit_inputs  # imports keras
 
-    batches = device_batches(stage.x, stage.y, batch_size=options.batch_size, seed=options.seed)
-    data = {"x": batches[0]} if batches else {"x": stage.x, "y": stage.y, "batch_size": options.batch_size, "shuffle": True}
+    data, feeder = fit_inputs(stage.x, stage.y, batch_size=options.batch_size, seed=options.seed)
     with _stop_on_sigint() as stop:
         stage.model.fit(
             **data,
             validation_data=stage.val,
             epochs=stage.epochs,
-            callbacks=_async_safe([*callbacks, stop, *batches[1:]]),
+            callbacks=_async_safe([*distributed.for_this_process(callbacks), stop, *feeder]),
             verbose=verbose,
         )
+    if not distributed.is_writer():
+        return
     partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
     stage.model.save_weights(partial)
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
@@ -670,6 +685,8 @@ def _carry_over(stage_dir: Path, restored: int, early: "keras.callbacks.EarlySto
                 early.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
     def record(epoch: int, logs: dict | None = None) -> None:
+        if not distributed.is_writer():
+            return
         if early.best_weights is not None and early.best_epoch == epoch:
             tmp = weights_file.with_name(f".{weights_file.name}.partial")
             with open(tmp, "wb") as handle:
@@ -729,7 +746,7 @@ def _evaluate(
     for split in ("val", "test"):
         x, y = arrays[split]
         if len(y):
-            predicted = model.predict(x, batch_size=options.batch_size, verbose=0).argmax(axis=1)
+            predicted = distributed.predict(model, x, options.batch_size).argmax(axis=1)
             report |= _classification_report(split, y, predicted, names)
     if stage_report:
         report["fine_tune"] = stage_report

@@ -12,7 +12,7 @@ it on the host first. Here the decoded uint8 training set is instead:
 
 The order of the photos depends only on the seed and the epoch number, so a resumed stage sees
 the same shuffles as an uninterrupted one, and both placements train on the same batches.
-Other backends keep Keras' own numpy path (`device_batches` returns None).
+Other backends keep Keras' own numpy path.
 """
 
 from __future__ import annotations
@@ -31,20 +31,21 @@ PREFETCH_THREADS = 2
 PREFETCH_BATCHES = 4
 
 
-def device_batches(
-    x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, drop_remainder: bool = False
-) -> "tuple[Any, Any] | None":
-    """A `keras.utils.PyDataset` over `(x, y)` and the callback that tells it the epoch.
+def fit_inputs(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> tuple[dict[str, Any], list[Any]]:
+    """The training-data arguments of `fit` and the callbacks they need.
 
-    Returns None on a backend other than JAX (there `fit` keeps its numpy path). `batch_size`
-    is this process's share of the global batch; `drop_remainder` leaves out a last short
-    batch (needed when several processes must run the same number of steps).
+    On JAX: a `ShuffledBatches` of this process's photos (its share of the global batch; with
+    several processes a last short batch is left out, so that all run the same steps) and the
+    callback that tells it the epoch. Elsewhere: Keras' own numpy path.
     """
+    from edgetl import distributed
+
     if keras.backend.backend() != "jax":
-        return None
-    dataset = ShuffledBatches(x, y, batch_size=batch_size, seed=seed, on_device=fits_on_device(x.nbytes + y.nbytes),
-                              drop_remainder=drop_remainder)
-    return dataset, keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: dataset.start_epoch(epoch))
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}, []
+    processes = distributed.process_count()
+    dataset = ShuffledBatches(x, y, batch_size=batch_size // processes, seed=seed,
+                              on_device=fits_on_device(x.nbytes + y.nbytes), drop_remainder=processes > 1)
+    return {"x": dataset}, [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: dataset.start_epoch(epoch))]
 
 
 def device_memory_bytes() -> int:
