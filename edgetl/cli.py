@@ -105,7 +105,7 @@ def train(
     fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.")] = 10,
     learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.")] = 1e-3,
     fine_tune_learning_rate: Annotated[float, typer.Option(help="The low learning rate of fine-tuning.")] = 1e-4,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default: 32 on a CPU; 128 on a GPU, both learning rates then scaled by sqrt(128/32)).")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and linear, which then train on cached features (many times faster).")] = None,
     val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.")] = 0.15,
     test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.")] = 0.15,

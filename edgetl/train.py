@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgetl import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import (
@@ -68,7 +69,8 @@ class TrainOptions:
         fine_tune_epochs: Epochs of the fine-tuning stage; `None` uses `epochs`.
         fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
             excepted, they stay frozen) are trained in the fine-tuning stage. Defaults to `10`.
-        batch_size: Images per step. Defaults to `32`.
+        batch_size: Images per step. `None` means 32 on a CPU, and 128 on a GPU with both
+            learning rates scaled by sqrt(128/32) (see `edgetl.train_input.default_batch_size`).
         learning_rate: Learning rate of the head (and of `scratch`). Defaults to `1e-3`.
         fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
         dropout: Dropout before the new softmax layer. Defaults to `0.2`.
@@ -96,7 +98,7 @@ class TrainOptions:
     epochs: int = 10
     fine_tune_epochs: int | None = None
     fine_tune_layers: int = 10
-    batch_size: int = 32
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     dropout: float = 0.2
@@ -117,7 +119,7 @@ class TrainOptions:
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise EdgetlError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
         if self.fine_tune_layers < 1:
             raise EdgetlError(f"fine_tune_layers must be at least 1. Received: fine_tune_layers={self.fine_tune_layers}")
@@ -181,7 +183,11 @@ def train(
         EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
     """
     backbone = backbone or BackboneOptions()
+    from edgetl.train_input import default_batch_size  # imports keras
+
+    distributed.initialize()
     options = options or TrainOptions()
+    options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
     out = Path(out).expanduser().resolve()
     _validate(backbone, options, out, overwrite, resume)
     splits = load_splits(
@@ -199,16 +205,21 @@ def train(
         # Built before the photos are decoded: weights that do not fit fail in seconds.
         backbone_model = None if options.strategy == "scratch" else build_backbone(backbone)
         arrays = _decode_splits(splits, spec, options, verbose)
-        work = _partial_dir(out, resume)
+        work = _partial_dir(out, resume) if distributed.is_writer() else out.with_name(f".{out.name}.partial")
+        distributed.barrier("edgetl-partial-run-dir")  # the other processes read its backups
         started = time.monotonic()
         try:
             model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
             metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
-            _write_run(work, model, splits, spec, metrics)
+            if distributed.is_writer():
+                _write_run(work, model, splits, spec, metrics)
         except EdgetlError:
-            shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
+            if distributed.is_writer():
+                shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
             raise
-    _publish(work, out)
+    if distributed.is_writer():
+        _publish(work, out)
+    distributed.barrier("edgetl-run-dir-published")
     return TrainResult(out, metrics)
 
 
@@ -240,8 +251,9 @@ def _decode_splits(
         bar.update(decoded) if bar else None
 
     cache_dir = Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
+    files = {"train": distributed.shard(splits.train), "val": splits.val, "test": splits.test}  # a process's own share
     arrays = {
-        name: decode_images(getattr(splits, name), spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
+        name: decode_images(files[name], spec, strict=options.strict, cache_dir=cache_dir, progress=advance)
         for name in ("train", "val", "test")
     }
     if bar and decoded < total:  # photos read from the cache were not counted
@@ -279,9 +291,11 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
         )
     devices = gpus if gpus and options.device != "cpu" else keras.distribution.list_devices("cpu")
     parallel = options.data_parallel if options.data_parallel is not None else len(gpus) > 1 and options.device != "cpu"
+    parallel = parallel or distributed.process_count() > 1
     if parallel:
         _check_data_parallel(devices, options)
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # Each process feeds its own shard already (`edgetl.distributed`): Keras must not shard again.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
     try:
         with keras.device(devices[0]) if options.device == "cpu" and not parallel else nullcontext():
             yield
@@ -292,14 +306,6 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
 
 def _check_data_parallel(devices: list[str], options: TrainOptions) -> None:
     import keras
-
-    if options.strategy == "fine-tune":
-        # Keras 3.15 on JAX keeps the variable shardings of the first stage when the second
-        # stage unfreezes layers, and the step fails with a pytree-structure error.
-        raise EdgetlError(
-            "Data-parallel training does not support the two-stage fine-tune yet. Received: strategy='fine-tune'; "
-            "use --strategy full (every layer), or --no-data-parallel."
-        )
 
     if keras.backend.backend() != "jax":
         raise EdgetlError(
@@ -453,7 +459,7 @@ def _train_head_on_features(
     import keras
 
     features = {
-        name: (extractor.predict(x, batch_size=options.batch_size, verbose=verbose), y) if len(y) else (x, y)
+        name: (distributed.predict(extractor, x, options.batch_size, verbose), y) if len(y) else (x, y)
         for name, (x, y) in arrays.items()
         if name != "test"
     }
@@ -476,6 +482,9 @@ def _fine_tune(
     before = _val_score(model, val, options)
     head_weights = model.get_weights()
     unfrozen = _unfreeze_last_layers(backbone, options.fine_tune_layers)
+    # Keras keeps the compiled predict step, which on JAX with a distribution lists each
+    # non-trainable variable's sharding: the unfrozen layers would no longer match it.
+    model.predict_function = None
     epochs = options.fine_tune_epochs or options.epochs
     x_train, y_train = arrays["train"]
     _run_stage(
@@ -501,7 +510,7 @@ def _val_score(model: "keras.Model", val: tuple[np.ndarray, np.ndarray] | None, 
     """(accuracy, -loss) on the validation photos: higher is better, ties broken by loss."""
     if val is None:
         return (0.0, 0.0)
-    probs = model.predict(val[0], batch_size=options.batch_size, verbose=0)
+    probs = distributed.predict(model, val[0], options.batch_size)
     picked = np.clip(probs[np.arange(len(val[1])), val[1]], 1e-7, 1.0)
     return float(np.mean(probs.argmax(axis=1) == val[1])), float(np.mean(np.log(picked)))
 
@@ -534,9 +543,10 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         stage.model.load_weights(done_marker)
         return
     stage_dir = work / "stages" / stage.name
-    stage_dir.mkdir(parents=True, exist_ok=True)
     restored = _backup_epoch(stage_dir / "backup")
-    _trim_history(stage_dir / "history.csv", restored)
+    if distributed.is_writer():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        _trim_history(stage_dir / "history.csv", restored)
     monitor = "val_loss" if stage.val is not None else "loss"
     stage.model.compile(
         optimizer=keras.optimizers.Adam(stage.learning_rate),
@@ -556,21 +566,40 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
         _carry_over(stage_dir, restored, early, monitors),
         *_tensorboard(work / "logs" / stage.name),
     ]
-    (work / "checkpoints").mkdir(exist_ok=True)
+    if distributed.is_writer():
+        (work / "checkpoints").mkdir(exist_ok=True)
+    from edgetl.train_input import fit_inputs  # imports keras
+
+    data, feeder = fit_inputs(stage.x, stage.y, batch_size=options.batch_size, seed=options.seed)
     with _stop_on_sigint() as stop:
         stage.model.fit(
-            stage.x,
-            stage.y,
+            **data,
             validation_data=stage.val,
             epochs=stage.epochs,
-            batch_size=options.batch_size,
-            callbacks=[*callbacks, stop],
+            callbacks=_async_safe([*distributed.for_this_process(callbacks), stop, *feeder]),
             verbose=verbose,
-            shuffle=True,
         )
+    if not distributed.is_writer():
+        return
     partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
     stage.model.save_weights(partial)
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
+
+
+def _async_safe(callbacks: list["keras.callbacks.Callback"]) -> list["keras.callbacks.Callback"]:
+    """Tell Keras that no callback needs a step's results before the next step is dispatched.
+
+    Keras waits for every step to finish (a host sync) when a callback overrides a batch-level
+    hook, unless the callback says `async_safe`. Ours do nothing per batch (checkpoints and
+    backups save per epoch) but check for Ctrl-C: that check then runs on Keras' callback thread
+    and its KeyboardInterrupt reaches `fit` at the next batch.
+    """
+    import keras
+
+    for callback in callbacks:
+        if getattr(callback, "save_freq", "epoch") == "epoch" and not isinstance(callback, keras.callbacks.TensorBoard):
+            callback.async_safe = True
+    return callbacks
 
 
 _SIGINTS: list[int] = []
@@ -657,6 +686,8 @@ def _carry_over(stage_dir: Path, restored: int, early: "keras.callbacks.EarlySto
                 early.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
     def record(epoch: int, logs: dict | None = None) -> None:
+        if not distributed.is_writer():
+            return
         if early.best_weights is not None and early.best_epoch == epoch:
             tmp = weights_file.with_name(f".{weights_file.name}.partial")
             with open(tmp, "wb") as handle:
@@ -716,7 +747,7 @@ def _evaluate(
     for split in ("val", "test"):
         x, y = arrays[split]
         if len(y):
-            predicted = model.predict(x, batch_size=options.batch_size, verbose=0).argmax(axis=1)
+            predicted = distributed.predict(model, x, options.batch_size).argmax(axis=1)
             report |= _classification_report(split, y, predicted, names)
     if stage_report:
         report["fine_tune"] = stage_report

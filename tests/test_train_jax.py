@@ -73,8 +73,8 @@ print(json.dumps({{"backend": keras.backend.backend(), "devices": keras.distribu
     assert (tmp_path / "run" / "model.keras").exists()
 
 
-def test_two_stage_fine_tune_with_augmentation_compiles_both_stages(tmp_path: Path) -> None:
-    """The default strategy on one device, as the GPU machine runs it."""
+def test_two_stage_fine_tune_with_augmentation_compiles_both_stages_data_parallel(tmp_path: Path) -> None:
+    """The default strategy, each batch split across two devices as on a machine of several GPUs."""
     data = write_solid_photos(tmp_path / "photos", {"red": (200, 30, 30), "blue": (30, 40, 200)}, per_class=8, size=40)
     result = _run_jax(
         f"""
@@ -85,13 +85,15 @@ warnings.simplefilter("ignore")
 result = train({str(data)!r}, {str(tmp_path / 'run')!r},
                backbone=BackboneOptions(alpha=0.35, image_size=32, weights="none"),
                options=TrainOptions(strategy="fine-tune", epochs=2, fine_tune_epochs=2, batch_size=4, augment=True,
-                                    cache_dir={str(tmp_path / 'cache')!r}), verbose=0)
-print(json.dumps({{"jitted": jitted, "unfrozen": len(result.metrics["fine_tune"]["unfrozen_layers"])}}))
+                                    data_parallel=True, cache_dir={str(tmp_path / 'cache')!r}), verbose=0)
+print(json.dumps({{"jitted": jitted, "unfrozen": len(result.metrics["fine_tune"]["unfrozen_layers"]),
+                  "accuracy": result.metrics["fine_tune"]["fine_tuned_val_accuracy"]}}))
 """,
         tmp_path,
     )
     assert result["jitted"] == [True, True]  # the head stage, then the fine-tune stage
     assert result["unfrozen"] > 0
+    assert 0.0 <= result["accuracy"] <= 1.0  # the second stage predicted with its new trainable set
     assert (tmp_path / "run" / "model.keras").exists()
 
 
@@ -113,3 +115,23 @@ except EdgetlError as e:
         tmp_path,
     )
     assert "batch_size must be a multiple of the 2 devices" in result["error"]
+
+
+def test_training_steps_are_dispatched_without_a_host_sync(tmp_path: Path) -> None:
+    """Our callbacks (checkpoints, backups, the Ctrl-C check) leave Keras' async dispatch on."""
+    result = _run_jax(
+        f"""
+import json, keras
+from edgetl.train import _async_safe, _stop_on_sigint
+made = lambda: [keras.callbacks.ModelCheckpoint({str(tmp_path / 'b.weights.h5')!r}, save_best_only=True, save_weights_only=True),
+                keras.callbacks.BackupAndRestore({str(tmp_path / 'backup')!r}), keras.callbacks.CSVLogger({str(tmp_path / 'h.csv')!r})]
+with _stop_on_sigint() as stop:
+    plain = keras.callbacks.CallbackList([*made(), stop])._async_train
+with _stop_on_sigint() as stop:
+    ours = keras.callbacks.CallbackList(_async_safe([*made(), stop]))._async_train
+per_batch = keras.callbacks.CallbackList(_async_safe([keras.callbacks.BackupAndRestore({str(tmp_path / 'o')!r}, save_freq=5)]))
+print(json.dumps({{"plain": plain, "ours": ours, "per_batch": per_batch._async_train}}))
+""",
+        tmp_path,
+    )
+    assert result == {"plain": False, "ours": True, "per_batch": False}  # a per-batch save really needs the step

@@ -1,0 +1,136 @@
+"""Training across several processes (hosts) on JAX's distributed runtime.
+
+A cluster is described by Keras' own environment variables, read by
+`keras.distribution.initialize()` in every process:
+
+- `KERAS_DISTRIBUTION_JOB_ADDRESSES`: `HOST:PORT` of process 0 (the coordinator);
+- `KERAS_DISTRIBUTION_NUM_PROCESSES`: how many processes;
+- `KERAS_DISTRIBUTION_PROCESS_ID`: this process's number, 0 to N-1.
+
+Every process then trains data-parallel over all the cluster's devices: it decodes and feeds
+only its own shard of the training photos, and each step's gradients are averaged across the
+cluster. Only process 0 writes the RUN_DIR, its checkpoints and its logs; the others read the
+stage backups from it on `--resume`, so the RUN_DIR's parent must be a shared folder. Every
+process evaluates a local copy of the model on the whole validation and test photos.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from edgetl.data import LabelledFiles
+
+NUM_PROCESSES_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+
+
+def requested_processes() -> int:
+    """How many processes the environment asks for (1 when it asks for none)."""
+    return int(os.environ.get(NUM_PROCESSES_VARIABLE, "1") or 1)
+
+
+def initialize() -> None:
+    """Join the cluster the environment describes, once per process, before JAX computes anything."""
+    if requested_processes() < 2:
+        return
+    import jax
+    import keras
+
+    if keras.backend.backend() != "jax":
+        from edgetl.errors import EdgetlError
+
+        raise EdgetlError(f"Multi-process training needs the JAX backend. Received: KERAS_BACKEND={keras.backend.backend()!r}")
+    if jax.distributed.is_initialized():
+        return
+    # CPU devices of several processes exchange gradients through gloo (JAX's default is none).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize()
+
+
+def process_count() -> int:
+    if requested_processes() < 2:
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def process_index() -> int:
+    if requested_processes() < 2:
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def is_writer() -> bool:
+    """Whether this process writes the RUN_DIR (process 0; the only one when not distributed)."""
+    return process_index() == 0
+
+
+def shard(files: "LabelledFiles") -> "LabelledFiles":
+    """This process's share of `files`: every Nth photo, the same count in every process."""
+    count = process_count()
+    if count == 1:
+        return files
+    usable = len(files) // count * count
+    return files.select(np.arange(process_index(), usable, count))
+
+
+def barrier(name: str) -> None:
+    """Wait until every process gets here (after process 0 prepared what the others read)."""
+    if process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def for_this_process(callbacks: list["keras.callbacks.Callback"]) -> list["keras.callbacks.Callback"]:
+    """The callbacks without their writes outside process 0.
+
+    Checkpoints and logs are left out; a stage backup still restores (on `--resume`) but
+    neither saves nor deletes.
+    """
+    import keras
+
+    if is_writer():
+        return callbacks
+    kept = []
+    for callback in callbacks:
+        if isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
+            continue
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            callback._save_model = lambda: None
+            callback.on_train_end = lambda logs=None: None
+        kept.append(callback)
+    return kept
+
+
+def predict(model: "keras.Model", x: np.ndarray, batch_size: int, verbose: Any = 0) -> np.ndarray:
+    """`model.predict` on all of `x` in this process, also while the model spans several processes.
+
+    Across processes Keras would treat each process's `x` as its part of one global batch and
+    return an array no single process can read; a local copy of the model predicts instead.
+    """
+    if process_count() == 1:
+        return model.predict(x, batch_size=batch_size, verbose=verbose)
+    return local_copy(model).predict(x, batch_size=batch_size, verbose=verbose)
+
+
+def local_copy(model: "keras.Model") -> "keras.Model":
+    """The model with its (replicated) weights, built on this process's devices only."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        copy = model.__class__.from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+        return copy
+    finally:
+        keras.distribution.set_distribution(distribution)
