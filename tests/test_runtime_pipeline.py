@@ -3,6 +3,7 @@ photos decoded on worker threads while the interpreter runs."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import warnings
@@ -96,3 +97,23 @@ def test_classify_on_threads_matches_one_by_one_and_leaves_warning_filters_alone
     together = clf.classify(images, top_k=2)
     assert together == [clf.classify([image], top_k=2)[0] for image in images]
     assert warnings.filters == filters
+
+
+def test_bench_times_photos_end_to_end(photos: list[Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgetl.cli import app
+
+    model = write_nchw_classifier(tmp_path / "nchw.onnx")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos[:3]:
+        shutil.copy(photo, folder / photo.name)
+    result = CliRunner().invoke(app, ["bench", str(model), "--runs", "3", "--warmup", "0", "--json", "--images", str(folder)])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["photos"] == 3 and report["photos_per_s"] > 0
+    table = CliRunner().invoke(app, ["bench", str(model), "--runs", "3", "--images", str(folder)])
+    assert table.exit_code == 0 and "photos/s end to end" in table.stdout
+    empty = CliRunner().invoke(app, ["bench", str(model), "--images", str(tmp_path / "nowhere")])
+    assert empty.exit_code == 2 and "--images must be a folder holding photos" in empty.stderr
