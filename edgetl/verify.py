@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -162,14 +162,16 @@ def verify(
             a corrupt artefact), and with `strict=True` when any check fails.
     """
     from edgetl.data import read_split
-    from edgetl.export import FORMATS, load_run
+    from edgetl.export import FORMATS, _check_run_dir, load_run, read_run_metadata
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
         if value is not None and not 0.0 <= value <= 1.01:
             raise EdgetlError(f"{name} must be in [0, 1.01]. Received: {name}={value}")
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
-    model, meta = load_run(run_dir)
+    _check_run_dir(run_dir)
+    meta = read_run_metadata(run_dir)
+    loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
     artefacts = find_artefacts(export_dir)
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_split(run_dir, "test"))
     if max_images is not None and len(paths) > max_images:
@@ -190,7 +192,8 @@ def verify(
             "atol": parity.atol,
         }
         jobs.append((fmt, path, threshold))
-    ref_probs, runs = _run_side_by_side(model, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size, threads)
+    ref_probs, runs = _run_side_by_side(loading, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size, threads)
+    model = loading.result()[0]
     reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
     results, outputs = [], {}
     for (fmt, path, threshold), run in zip(jobs, runs):
@@ -307,17 +310,27 @@ class _ArtefactRun:
     probs: np.ndarray | None
 
 
-def _run_side_by_side(model: Any, pixels: np.ndarray, artefacts: Sequence[Path], image_size: tuple[int, int],
-                      threads: int | None) -> tuple[np.ndarray, list[_ArtefactRun]]:
-    """The float model's outputs and every artefact's, computed at once on a few threads.
+def _in_background(fn: Any, *args: Any) -> Future:
+    """Start `fn(*args)` on its own thread and return its future."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetl-load")
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)  # the call still runs to its end; nothing else is queued
+    return future
 
-    Keras and the interpreters release the GIL while they compute, so this keeps every core busy;
-    each model still sees exactly the same pixels as when run alone, and gives the same outputs.
+
+def _run_side_by_side(loading: Future, pixels: np.ndarray, artefacts: Sequence[Path], image_size: tuple[int, int],
+                      threads: int | None) -> tuple[np.ndarray, list[_ArtefactRun]]:
+    """The float model's outputs and every artefact's, computed at once.
+
+    The artefacts run on a few threads while this one waits for the Keras model (`loading`,
+    a future of `load_run`) and runs it. Keras and the interpreters release the GIL while they
+    compute, so this keeps every core busy; each model still sees exactly the same pixels as
+    when run alone, and gives the same outputs.
     """
     with ThreadPoolExecutor(max_workers=decode_workers(), thread_name_prefix="edgetl-verify") as pool:
-        reference = pool.submit(_predict_keras, model, pixels)
         runs = [pool.submit(_run_artefact, path, pixels, image_size, threads) for path in artefacts]
-        return reference.result(), [run.result() for run in runs]
+        reference = _predict_keras(loading.result()[0], pixels)
+        return reference, [run.result() for run in runs]
 
 
 def _run_artefact(path: Path, pixels: np.ndarray, image_size: tuple[int, int], threads: int | None) -> _ArtefactRun:
