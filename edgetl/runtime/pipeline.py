@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -26,7 +26,7 @@ def decode_workers() -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def decode_ahead(load: Callable[[Item], Result], items: Sequence[Item], workers: int | None = None) -> Iterator[Result]:
+def decode_ahead(load: Callable[[Item], Result], items: Iterable[Item], workers: int | None = None) -> Iterator[Result]:
     """Yield `load(item)` for each item, in order, with up to 2 x `workers` items decoded ahead.
 
     An exception raised by `load` comes out when its item's turn comes, exactly as in a plain
@@ -38,6 +38,7 @@ def decode_ahead(load: Callable[[Item], Result], items: Sequence[Item], workers:
         workers: Decode threads. Defaults to `None` (`decode_workers()`).
     """
     workers = workers or decode_workers()
+    items = list(items)
     if len(items) < 2:
         yield from map(load, items)
         return
