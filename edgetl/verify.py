@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +27,7 @@ from edgetl import sample_gate
 from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
+from edgetl.runtime.pipeline import decode_ahead, decode_workers
 
 make_callable(__name__)  # `edgetl.verify(...)` runs `verify()` below
 
@@ -177,14 +179,16 @@ def verify(
         EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
             a corrupt artefact), and with `strict=True` when any check fails.
     """
-    from edgetl.export import FORMATS, load_run
+    from edgetl.export import FORMATS, _check_run_dir, load_run, read_run_metadata
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
         if value is not None and not 0.0 <= value <= 1.01:
             raise EdgetlError(f"{name} must be in [0, 1.01]. Received: {name}={value}")
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
-    model, meta = load_run(run_dir)
+    _check_run_dir(run_dir)
+    meta = read_run_metadata(run_dir)
+    loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
     artefacts = find_artefacts(export_dir)
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
@@ -194,9 +198,7 @@ def verify(
         paths, truth = [paths[i] for i in keep], (truth[keep] if truth is not None else None)
     pixels, paths, truth = _decode(paths, truth, meta.preprocessing)
 
-    ref_probs = _predict_keras(model, pixels)
-    reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
-    results, skipped, outputs = [], [], {}
+    jobs, skipped = [], []
     for fmt, path in artefacts:
         row = FORMATS.get(fmt)
         if row is not None and not row.runnable:
@@ -208,7 +210,13 @@ def verify(
             "max_accuracy_drop": parity.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop,
             "atol": parity.atol,
         }
-        result, probs = _compare(fmt, path, pixels, truth, ref_probs, reference, meta, threshold, threads)
+        jobs.append((fmt, path, threshold))
+    ref_probs, runs = _run_side_by_side(loading, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size, threads)
+    model = loading.result()[0]
+    reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
+    results, outputs = [], {}
+    for (fmt, path, threshold), run in zip(jobs, runs):
+        result, probs = _compare(fmt, path, run, pixels, truth, ref_probs, reference, meta, threshold)
         results.append(result)
         outputs[fmt] = probs
     report = VerifyReport(
@@ -294,17 +302,67 @@ def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None
 
 def _decode(paths: list[Path], truth: np.ndarray | None, spec: Any) -> tuple[np.ndarray, list[Path], np.ndarray | None]:
     pixels, kept, bad = [], [], []
-    for i, path in enumerate(paths):
-        try:
-            pixels.append(load_pixels(path, spec))
+    for i, decoded in enumerate(decode_ahead(lambda path: _pixels_or_error(path, spec), paths)):
+        if isinstance(decoded, EdgetlError):
+            bad.append(f"{paths[i].name} ({decoded})")
+        else:
+            pixels.append(decoded)
             kept.append(i)
-        except EdgetlError as e:
-            bad.append(f"{path.name} ({e})")
     if bad:
         warnings.warn(f"Skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}", stacklevel=3)
     if not pixels:
         raise EdgetlError("None of the test images could be decoded.")
     return np.stack(pixels), [paths[i] for i in kept], (truth[kept] if truth is not None else None)
+
+
+def _pixels_or_error(path: Path, spec: Any) -> np.ndarray | EdgetlError:
+    try:
+        return load_pixels(path, spec)
+    except EdgetlError as e:
+        return e
+
+
+@dataclass(frozen=True)
+class _ArtefactRun:
+    """One artefact opened and run on every image; `probs` is None when it cannot take these pixels."""
+
+    clf: Any
+    probs: np.ndarray | None
+
+
+def _in_background(fn: Any, *args: Any) -> Future:
+    """Start `fn(*args)` on its own thread and return its future."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetl-load")
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)  # the call still runs to its end; nothing else is queued
+    return future
+
+
+def _run_side_by_side(loading: Future, pixels: np.ndarray, artefacts: Sequence[Path], image_size: tuple[int, int],
+                      threads: int | None) -> tuple[np.ndarray, list[_ArtefactRun]]:
+    """The float model's outputs and every artefact's, computed at once.
+
+    The artefacts run on a few threads while this one waits for the Keras model (`loading`,
+    a future of `load_run`) and runs it. Keras and the interpreters release the GIL while they
+    compute, so this keeps every core busy; each model still sees exactly the same pixels as
+    when run alone, and gives the same outputs.
+    """
+    with ThreadPoolExecutor(max_workers=decode_workers(), thread_name_prefix="edgetl-verify") as pool:
+        runs = [pool.submit(_run_artefact, path, pixels, image_size, threads) for path in artefacts]
+        reference = _predict_keras(loading.result()[0], pixels)
+        return reference, [run.result() for run in runs]
+
+
+def _run_artefact(path: Path, pixels: np.ndarray, image_size: tuple[int, int], threads: int | None) -> _ArtefactRun:
+    from edgetl.runtime import Classifier
+
+    try:
+        clf = Classifier.from_file(path, threads=threads)
+    except EdgetlError as e:
+        raise EdgetlError(f"Cannot open artefact {path.name}: {e}") from e
+    if tuple(clf.spec.image_size) != tuple(image_size):  # another run's artefact: judged on its metadata alone
+        return _ArtefactRun(clf, None)
+    return _ArtefactRun(clf, np.concatenate([clf.run_pixels(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]))
 
 
 def _predict_keras(model: Any, pixels: np.ndarray) -> np.ndarray:
@@ -339,23 +397,15 @@ def _reference_figures(probs: np.ndarray, truth: np.ndarray | None, labels: Sequ
     }
 
 
-def _compare(fmt: str, path: Path, pixels: np.ndarray, truth: np.ndarray | None, ref_probs: np.ndarray,
-             reference: dict[str, Any], meta: Any, threshold: dict[str, float | None],
-             threads: int | None) -> tuple[ParityResult, np.ndarray | None]:
-    from edgetl.runtime import Classifier
-
-    try:
-        clf = Classifier.from_file(path, threads=threads)
-    except EdgetlError as e:
-        raise EdgetlError(f"Cannot open artefact {path.name}: {e}") from e
+def _compare(fmt: str, path: Path, run: _ArtefactRun, pixels: np.ndarray, truth: np.ndarray | None,
+             ref_probs: np.ndarray, reference: dict[str, Any], meta: Any,
+             threshold: dict[str, float | None]) -> tuple[ParityResult, np.ndarray | None]:
+    clf, probs = run.clf, run.probs
     failures = []
     if tuple(clf.labels) != tuple(meta.labels):
         failures.append(f"labels {list(clf.labels)[:5]} differ from the run's {list(meta.labels)[:5]}")
-    size_ok = tuple(clf.spec.image_size) == tuple(meta.preprocessing.image_size)
-    if not size_ok:
+    if tuple(clf.spec.image_size) != tuple(meta.preprocessing.image_size):
         failures.append(f"input size {clf.spec.image_size} differs from the run's {meta.preprocessing.image_size}")
-    # Another run's artefact cannot take these pixels at all: judged on its metadata alone.
-    probs = np.concatenate([clf.run_pixels(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]) if size_ok else None
     shape_ok = probs is not None and probs.shape == ref_probs.shape
     base = dict(name=path.name, format=fmt, path=path, size_bytes=path.stat().st_size, threshold=threshold)
     if not shape_ok:

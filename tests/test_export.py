@@ -185,3 +185,12 @@ def test_cli_android_assets_flag(tiny_run: Path, tmp_path_factory: pytest.TempPa
     assert result.exit_code == 0, result.output
     assert "Android asset:" in result.output
     assert (tmp_path / "assets" / "model.tflite").read_bytes() == (run / "export" / "model_tflite-fp16.tflite").read_bytes()
+
+
+def test_the_worker_process_takes_the_largest_tflite_formats_only_when_it_pays() -> None:
+    from edgetl.export.parallel import _worker_share
+
+    assert _worker_share(ALL_FORMATS) == ["tflite-int8", "tflite-fp32"]
+    assert _worker_share(("tflite-int8", "onnx")) == ["tflite-int8"]
+    assert _worker_share(("tflite-int8",)) == []  # alone: a worker start would only add time
+    assert _worker_share(("onnx", "onnx-int8")) == []  # they trace the Keras model, which stays here

@@ -46,6 +46,7 @@ from edgetl.export import calibration, recipes
 from edgetl.export.common import ExportSource, sidecar_path
 from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
+from edgetl.export.parallel import convert_all
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
 from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, read_labels, write_text_atomic
 
@@ -388,11 +389,9 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
                 raise EdgetlError(f"Cannot replace the older {path.name}: {e.strerror or e}. Received: {out_dir}") from e
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
-    results = []
     with tempfile.TemporaryDirectory(prefix="edgetl-export-") as tmp:
         source = ExportSource(model=model, metadata=meta, workdir=Path(tmp), validation=validation)
-        for fmt in formats:
-            results.append(_timed(fmt, lambda f=fmt: FORMATS[f].fn(source, options, artefact_path(out_dir, f), calib_pixels)))
+        results = convert_all(source, options, formats, out_dir, calib_pixels)
     preflight = _preflight(out_dir, results)
     golden, golden_error = None, None
     runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]

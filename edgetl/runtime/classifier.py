@@ -21,6 +21,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import EDGETPU_INSTALL, Backend, TensorInfo, open_backend
 from edgetl.runtime.image import image_to_pixels, load_image
 from edgetl.runtime.metadata import FileInfo, read_onnx_info, read_tflite_info
+from edgetl.runtime.pipeline import decode_ahead
 from edgetl.runtime.tflite_reader import EDGETPU_CUSTOM_OP, TFLITE_IDENTIFIER
 from edgetl.spec import ModelMetadata, PreprocessingSpec, read_labels
 
@@ -54,14 +55,15 @@ class _InputPlan:
     `shift` is set when the affine map pixel -> quantized value is the identity within one
     quantization step; the pixels then go through that exact integer shift, as Coral's own
     classify.py feeds raw pixels to its uint8 models (mean=std=127.5, scale=1/128, zp=128).
+    Otherwise `table` holds the exact tensor value of every (channel, pixel value): the
+    normalization is a function of those two alone, so looking it up gives the same bits as
+    computing it per pixel, in a tenth of the time. `table` is None when the map is the
+    identity on float32 (mean 0, std 1: edgetl models normalize inside the graph).
     """
 
     dtype: np.dtype
-    mean: np.ndarray
-    std: np.ndarray
-    scale: float
-    zero_point: int
     shift: int | None
+    table: np.ndarray | None
     nchw: bool
 
 
@@ -148,14 +150,10 @@ class Classifier:
         plan = self._plan
         if plan.shift is not None:
             tensor = _shift_pixels(pixels, plan.shift, plan.dtype)
-        elif plan.dtype.kind == "f":
-            tensor = ((pixels.astype(np.float32) - plan.mean.astype(np.float32)) / plan.std.astype(np.float32)).astype(
-                plan.dtype, copy=False
-            )
+        elif plan.table is None:
+            tensor = pixels.astype(plan.dtype)
         else:
-            info = np.iinfo(plan.dtype)
-            values = (pixels.astype(np.float64) - plan.mean) / plan.std / plan.scale + plan.zero_point
-            tensor = np.clip(np.rint(values), info.min, info.max).astype(plan.dtype)
+            tensor = _look_up(plan.table, pixels)
         return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2)) if plan.nchw else tensor
 
     def invoke_raw(self, tensor: np.ndarray) -> np.ndarray:
@@ -204,6 +202,8 @@ class Classifier:
             top_k: How many classes to return per photo (fewer if the model has fewer).
                 Defaults to `3`.
 
+        Photos are decoded on worker threads while the interpreter runs (`decode_ahead`).
+
         Returns:
             For each photo, its best `top_k` predictions, best first; equal scores rank the lower
             index first.
@@ -213,7 +213,7 @@ class Classifier:
         """
         if top_k < 1:
             raise EdgetlError(f"top_k must be at least 1. Received: top_k={top_k}")
-        return [self.top_k(self.run_pixels(self.load_pixels(image)[None])[0], top_k) for image in images]
+        return [self.top_k(self.run_pixels(pixels[None])[0], top_k) for pixels in decode_ahead(self.load_pixels, images)]
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         """The `k` best classes of one score vector (C,), ties broken by the lower index."""
@@ -340,7 +340,33 @@ def _input_plan(spec: PreprocessingSpec, tensor: TensorInfo) -> _InputPlan:
     mean, std = np.asarray(spec.mean, np.float64), np.asarray(spec.std, np.float64)
     scale, zero_point = (tensor.scale, tensor.zero_point) if tensor.scale > 0 else (1.0, 0)
     shift = _identity_shift(mean, std, scale, zero_point) if dtype.kind in "iu" else None
-    return _InputPlan(dtype, mean, std, scale, zero_point, shift, spec.layout == "NCHW")
+    identity = dtype == np.float32 and not mean.any() and (std == 1.0).all()
+    table = None if shift is not None or identity else _normalization_table(mean, std, scale, zero_point, dtype)
+    return _InputPlan(dtype, shift, table, spec.layout == "NCHW")
+
+
+def _normalization_table(mean: np.ndarray, std: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """The input value of each (channel, pixel value), by the formulas `quantize_input` documents.
+
+    Shape (3, 256), or (256,) when the three channels share one map (the common case).
+    """
+    values = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None], (256, 3))
+    if dtype.kind == "f":
+        table = ((values.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        table = np.clip(np.rint((values.astype(np.float64) - mean) / std / scale + zero_point), info.min, info.max).astype(dtype)
+    return table[:, 0].copy() if (table == table[:, :1]).all() else np.ascontiguousarray(table.T)
+
+
+def _look_up(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """table[c, pixels[..., c]] for every channel c (table[pixels] for a shared map)."""
+    if table.ndim == 1:
+        return np.take(table, pixels)
+    tensor = np.empty(pixels.shape, table.dtype)
+    for channel in range(3):
+        tensor[..., channel] = table[channel][pixels[..., channel]]
+    return tensor
 
 
 def _shift_pixels(pixels: np.ndarray, shift: int, dtype: np.dtype) -> np.ndarray:

@@ -7,6 +7,7 @@ same uint8 tensor everywhere. Only numpy and Pillow are used.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from edgetl.spec import PreprocessingSpec
 MAX_IMAGE_PIXELS = 64_000_000
 """Larger images are refused: a 64-megapixel photo is already beyond any phone camera, and
 decoding a crafted 'decompression bomb' would exhaust a small device's memory."""
+
+_OPEN_LOCK = threading.Lock()
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -36,17 +39,15 @@ def load_image(path: str | Path) -> Image.Image:
     if path.is_dir():
         raise EdgetlError(f"Expected an image file, got a directory. Received: {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise EdgetlError(
-                        f"Image is too large to decode safely ({width}x{height} pixels, limit "
-                        f"{MAX_IMAGE_PIXELS:,}). Received: {path}"
-                    )
-                img.load()
-                return _to_rgb(ImageOps.exif_transpose(img))
+        with _open_image(path) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise EdgetlError(
+                    f"Image is too large to decode safely ({width}x{height} pixels, limit "
+                    f"{MAX_IMAGE_PIXELS:,}). Received: {path}"
+                )
+            img.load()
+            return _to_rgb(ImageOps.exif_transpose(img))
     except EdgetlError:
         raise
     except FileNotFoundError as e:
@@ -60,6 +61,17 @@ def load_image(path: str | Path) -> Image.Image:
         raise EdgetlError(f"Not a readable image. Received: {path}") from e
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise EdgetlError(f"Image is corrupt or truncated ({e}). Received: {path}") from e
+
+
+def _open_image(path: Path) -> Image.Image:
+    """`Image.open` (it reads the header only) with Pillow's decompression-bomb warning raised.
+
+    `warnings.catch_warnings` swaps process-wide state, so decode threads
+    (`edgetl.runtime.pipeline`) take turns here; the decoding itself runs outside the lock.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
