@@ -1,0 +1,139 @@
+"""User files are sacred: what `--overwrite`, `--resume` and a re-export may touch, and what not.
+
+Each test runs the real command on real folders and then checks, file by file, that what edgetl
+did not make is still there, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_solid_photos
+from edgetl.cli import app
+from edgetl.safety import MARKER
+
+runner = CliRunner()
+SCRATCH = ("--strategy", "scratch", "--image-size", "32", "--epochs", "1", "--batch-size", "4", "-q")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    colours = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+    return write_solid_photos(tmp_path / "parent" / "photos", colours, per_class=6, size=32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(DATA_DIR, RUN_DIR) of one real scratch run, trained once for this module."""
+    root = tmp_path_factory.mktemp("files")
+    colours = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+    data = write_solid_photos(root / "photos", colours, per_class=6, size=32)
+    result = runner.invoke(app, ["train", str(data), "--out", str(root / "run"), *SCRATCH], env={"EDGETL_CACHE_DIR": str(root / "c")})
+    assert result.exit_code == 0, result.output
+    return data, root / "run"
+
+
+@pytest.mark.parametrize("where", ["data", "parent", "inside"])
+def test_overwrite_never_replaces_or_writes_into_the_data_dir(photos: Path, where: str) -> None:
+    out = {"data": photos, "parent": photos.parent, "inside": photos / "red" / "run"}[where]
+    before = _snapshot(photos.parent)
+    result = runner.invoke(app, ["train", str(photos), "--out", str(out), "--overwrite", *SCRATCH])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert "DATA_DIR" in result.stderr or "not made by edgetl" in result.stderr
+    assert _snapshot(photos.parent) == before
+
+
+def test_overwrite_refuses_a_folder_edgetl_did_not_make(photos: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.txt").write_text("years of work")
+    (tmp_path / ".thesis.partial").mkdir()  # a user's folder that happens to have the partial name
+    (tmp_path / ".thesis.partial" / "notes.txt").write_text("mine too")
+    result = runner.invoke(app, ["train", str(photos), "--out", str(mine), "--overwrite", *SCRATCH])
+    assert result.exit_code == 2, result.output
+    assert f"has no {MARKER} marker" in result.stderr and "never deletes what it did not make" in result.stderr
+    assert (mine / "chapter1.txt").read_text() == "years of work"
+    assert (tmp_path / ".thesis.partial" / "notes.txt").read_text() == "mine too"
+
+
+def test_overwrite_replaces_a_run_edgetl_made(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    assert json.loads((run / MARKER).read_text())["kind"] == "run"
+    again = runner.invoke(app, ["train", str(data), "--out", str(run), "--overwrite", *SCRATCH],
+                          env={"EDGETL_CACHE_DIR": str(tmp_path / "c")})
+    assert again.exit_code == 0, again.output
+    assert (run / "model.keras").is_file() and not list(run.parent.glob(".run.*"))
+
+
+def test_export_out_must_be_an_export_folder(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    before = _snapshot(run)
+    for out in (run, run.parent, data):
+        result = runner.invoke(app, ["export", str(run), "--formats", "tflite-fp32", "--no-golden", "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1
+    assert _snapshot(run) == before
+
+
+def test_pretrained_export_never_replaces_a_run(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    before = _snapshot(run)
+    for extra in ((), ("--overwrite",)):
+        result = runner.invoke(app, ["export", "--pretrained", "mobilenet_v2", "--out", str(run), "--formats", "tflite-fp32",
+                                     "--no-golden", *extra])
+        assert result.exit_code == 2, result.output
+        assert ("already exists; pass --overwrite" if not extra else "is an edgetl 'run' folder") in result.stderr
+    assert _snapshot(run) == before
+
+
+def test_demo_overwrite_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "digits" / "mine.png").write_bytes(b"a user's photo")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--overwrite", "-q"])
+    assert result.exit_code == 2, result.output
+    assert (tmp_path / "digits" / "mine.png").read_bytes() == b"a user's photo"
+
+
+def _interrupted(run: Path) -> Path:
+    """The finished run, turned back into the partial folder an interrupted run leaves."""
+    import shutil
+
+    partial = run.with_name(f".{run.name}.partial")
+    shutil.copytree(run, partial)
+    return partial
+
+
+def test_resume_refuses_another_data_dir_or_options_naming_each(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = trained
+    out = tmp_path / "resumed"
+    _interrupted(run).rename(tmp_path / ".resumed.partial")
+    other = write_solid_photos(tmp_path / "other", {"a": (0, 0, 0), "b": (255, 255, 255)}, per_class=4, size=32)
+    args = ["train", str(other), "--out", str(out), *SCRATCH, "--image-size", "48", "--seed", "5", "--resume"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    for field in ("data_dir", "image_size", "seed"):
+        assert f"{field} (interrupted run:" in result.stderr
+    assert "strategy" not in result.stderr.split("differ")[1]
+    assert (tmp_path / ".resumed.partial" / "model.keras").is_file()  # untouched
+
+    same = runner.invoke(app, ["train", str(data), "--out", str(out), *SCRATCH, "--resume"],
+                         env={"EDGETL_CACHE_DIR": str(tmp_path / "c")})
+    assert same.exit_code == 0, same.output
+    assert (out / "model.keras").is_file() and not (tmp_path / ".resumed.partial").exists()
+
+
+def test_resume_refuses_a_partial_folder_without_a_marker(photos: Path, tmp_path: Path) -> None:
+    (tmp_path / ".run.partial").mkdir()
+    (tmp_path / ".run.partial" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["train", str(photos), "--out", str(tmp_path / "run"), *SCRATCH, "--resume"])
+    assert result.exit_code == 2 and "cannot be resumed" in result.stderr
+    assert (tmp_path / ".run.partial" / "keep.txt").read_text() == "mine"
