@@ -280,6 +280,7 @@ def export_command(
     image_size: Annotated[int, typer.Option(help="With --pretrained: square input size in pixels.")] = 224,
     labels: Annotated[Optional[Path], typer.Option(help="With --pretrained: labels file, one per line (required for 1001-class weights).")] = None,
     golden: Annotated[bool, typer.Option("--golden/--no-golden", help="Write golden vectors for device self-tests into export/golden/.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="With --pretrained: replace an --out folder that an earlier --pretrained export made.")] = False,
     android_assets: Annotated[Optional[Path], typer.Option(help="Also copy the best TFLite model (int8 first) there as model.tflite, e.g. android_demo/app/src/main/assets.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
@@ -301,7 +302,7 @@ def export_command(
         )
         if pretrained is not None:
             return export_pretrained(pretrained, out, options, weights=weights, alpha=alpha, image_size=image_size,
-                                     labels_file=labels)
+                                     labels_file=labels, overwrite=overwrite)
         return export(run_dir, options)
 
     report = _run(run)

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
+from edgetl.safety import check_manifest
 
 BATCH = 32
 LATENCY_RUNS = 20
@@ -169,6 +170,7 @@ def verify(
     export_dir = run_dir / "export"
     model, meta = load_run(run_dir)
     artefacts = find_artefacts(export_dir)
+    check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, read_split(run_dir, "test"))
     if max_images is not None and len(paths) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False))

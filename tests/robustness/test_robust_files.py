@@ -137,3 +137,63 @@ def test_resume_refuses_a_partial_folder_without_a_marker(photos: Path, tmp_path
     result = runner.invoke(app, ["train", str(photos), "--out", str(tmp_path / "run"), *SCRATCH, "--resume"])
     assert result.exit_code == 2 and "cannot be resumed" in result.stderr
     assert (tmp_path / ".run.partial" / "keep.txt").read_text() == "mine"
+
+
+def test_sigkill_mid_export_keeps_the_previous_export_whole(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[1], run)
+    first = runner.invoke(app, ["export", str(run), "--formats", "tflite-fp32", "--no-golden"])
+    assert first.exit_code == 0, first.output
+    before = _snapshot(run / "export")
+
+    command = [sys.executable, "-c", "from edgetl.cli import main; main()", "export", str(run), "--formats", "tflite-fp32,onnx", "--no-golden"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list(run.glob(".export.edgetl-staging-*/model_tflite-fp32.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the first artefact never appeared"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert _snapshot(run / "export") == before  # nothing new beside the old export.json
+    assert list(run.glob(".export.edgetl-staging-*"))
+    leftover_tmp = [p for p in Path(tempfile.gettempdir()).glob(f"edgetl-export-*") if (p / MARKER).is_file()
+                    and json.loads((p / MARKER).read_text())["pid"] == process.pid]
+    assert leftover_tmp
+
+    verified = runner.invoke(app, ["verify", str(run), "--max-images", "2"])
+    assert verified.exit_code == 0, verified.output  # the old export, whole
+    again = runner.invoke(app, ["export", str(run), "--formats", "tflite-fp32", "--no-golden"])
+    assert again.exit_code == 0, again.output
+    assert not list(run.glob(".export.*")) and not any(p.exists() for p in leftover_tmp)
+    assert os.listdir(run / "export") and json.loads((run / "export" / "export.json").read_text())["manifest"]
+
+
+def test_verify_refuses_artefacts_the_manifest_does_not_vouch_for(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[1], run)
+    assert runner.invoke(app, ["export", str(run), "--formats", "tflite-fp32,tflite-fp16", "--no-golden"]).exit_code == 0
+    manifest = json.loads((run / "export" / "export.json").read_text())["manifest"]
+    assert set(manifest["files"]) == {"model_tflite-fp32.tflite", "model_tflite-fp32.json", "model_tflite-fp16.tflite",
+                                      "model_tflite-fp16.json"}
+    fp32 = run / "export" / "model_tflite-fp32.tflite"
+    original = fp32.read_bytes()
+    shutil.copy(run / "export" / "model_tflite-fp16.tflite", fp32)  # a mixed folder
+    result = runner.invoke(app, ["verify", str(run)])
+    assert result.exit_code == 2 and "model_tflite-fp32.tflite is not the file this export wrote" in result.stderr
+
+    fp32.write_bytes(original)
+    (run / "model.keras").write_bytes((trained[1] / "model.keras").read_bytes() + b"\0")  # another model file
+    result = runner.invoke(app, ["verify", str(run)])
+    assert result.exit_code == 2 and "exported from another model.keras" in result.stderr
