@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        check_labels(self.labels, f"metadata of {self.source_run or 'the model'}")
         data = {
             "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict(),
@@ -141,10 +143,49 @@ class ModelMetadata:
             raise EdgetlError(f"Model metadata ({METADATA_FILE_NAME}) is malformed: {e}") from e
 
 
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (C0, DEL, C1) and Unicode line separators: in a label they would break a
+one-label-per-line file (Python's `splitlines` splits on several of them) or a terminal."""
+
+
+def check_labels(labels: tuple[str, ...] | list[str], where: str) -> None:
+    """Refuse labels that a one-per-line labels file cannot carry unchanged.
+
+    Raises:
+        EdgetlError: naming the first bad label (escaped) and `where` it came from.
+    """
+    for label in labels:
+        problem = ""
+        if LINE_BREAKING.search(label):
+            problem = "contains a control character or line break"
+        elif label != label.strip() or not label:
+            problem = "is empty or starts or ends with whitespace"
+        else:
+            try:
+                label.encode("utf-8")
+            except UnicodeEncodeError:
+                problem = "is not valid UTF-8"
+        if problem:
+            raise EdgetlError(f"The class name {printable(label)} {problem}, which a labels file (one name per line) "
+                              f"cannot carry; rename it. Received: {printable(where)}")
+
+
+def labels_text(labels: tuple[str, ...] | list[str], where: str = "labels") -> str:
+    """A labels file's text: exactly one line per label (refusing labels that would break that)."""
+    check_labels(labels, where)
+    return "".join(f"{label}\n" for label in labels)
+
+
+def printable(text: str) -> str:
+    """`text` quoted, with control characters and undecodable bytes escaped: safe for a terminal."""
+    return ascii(text) if LINE_BREAKING.search(text) or any("\udc80" <= c <= "\udcff" for c in text) else repr(text)
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Read a labels file: one class name per line, blank lines at the end ignored."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # Lines end at "\n" only: str.splitlines would also split at \x0b, \x1c-\x1e, \x85, \u2028...
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise EdgetlError(f"Cannot read labels file. Received: {path} ({e})") from e
     while lines and not lines[-1].strip():

@@ -45,7 +45,7 @@ from edgetl.backbones import (
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_apart, check_replaceable, publish, read_marker, write_marker
-from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, write_text_atomic
+from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text, make_folder, write_text_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -792,7 +792,7 @@ def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: Preproces
 
     final = _float32_copy(model)
     final.save(work / "model.keras")
-    write_text_atomic(work / "labels.txt", "\n".join(splits.class_names) + "\n")
+    write_text_atomic(work / "labels.txt", labels_text(splits.class_names))
     write_text_atomic(work / "preprocessing.json", json.dumps(spec.to_dict(), indent=2))
     metadata = ModelMetadata(
         labels=splits.class_names,

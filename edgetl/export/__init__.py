@@ -48,7 +48,7 @@ from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, expo
 from edgetl.safety import (
     check_apart, check_replaceable, manifest, publish, remove_marked, staging_folder, temporary_folder,
 )
-from edgetl.spec import ModelMetadata, PreprocessingSpec, read_labels, write_text_atomic
+from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, labels_text, read_labels, write_text_atomic
 
 IO_DTYPES = ("int8", "uint8")
 ONNX_OPSETS = tuple(range(13, 19))
@@ -513,6 +513,8 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
         close = difflib.get_close_matches(name, PRETRAINED, n=1)
         raise EdgetlError(f"Unknown pretrained model {name!r}. Valid: {', '.join(PRETRAINED)}." +
                           (f" Did you mean {close[0]!r}?" if close else ""))
+    labels = read_labels(Path(labels_file)) if labels_file is not None else None
+    check_labels(labels or (), str(labels_file))
     if weights == "imagenet" and (alpha not in entry.alphas or image_size not in entry.sizes):
         raise EdgetlError(f"With weights='imagenet', alpha must be one of {entry.alphas} and image_size one of "
                           f"{entry.sizes}. Received: alpha={alpha}, image_size={image_size}")
@@ -525,7 +527,6 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     if out_dir.exists() and not overwrite:
         raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
     check_replaceable(out_dir, "pretrained")
-    labels = read_labels(Path(labels_file)) if labels_file is not None else None
     model, num_classes = _build_pretrained(entry, weights, alpha, image_size)
     labels = labels or _imagenet_labels(num_classes)
     if len(labels) != num_classes:
@@ -636,7 +637,7 @@ def _write_run(out_dir: Path, model: Any, meta: ModelMetadata) -> None:
         model.save(out_dir / "model.keras")
     except OSError as e:
         raise EdgetlError(f"Cannot write {out_dir}: {e.strerror or e}") from e
-    write_text_atomic(out_dir / "labels.txt", "\n".join(meta.labels) + "\n")
+    write_text_atomic(out_dir / "labels.txt", labels_text(meta.labels))
     write_text_atomic(out_dir / "preprocessing.json", json.dumps(meta.preprocessing.to_dict(), indent=2))
     write_text_atomic(out_dir / "metadata.json", meta.to_json())
 

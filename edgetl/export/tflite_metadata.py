@@ -26,7 +26,7 @@ from typing import Any
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.metadata import FlatTable, metadata_buffer, zip_entries
-from edgetl.spec import METADATA_FILE_NAME, ModelMetadata
+from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, labels_text
 
 METADATA_FIELD_NAME = "TFLITE_METADATA"
 METADATA_FILE_IDENTIFIER = b"M001"
@@ -185,7 +185,7 @@ def embed(model: bytes, meta: ModelMetadata, *, model_name: str, description: st
     # like MetadataPopulator._populate_associated_files; offsets in the central directory stay
     # relative to the archive start, so zipfile and the Android zip reader both open it.
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(LABELS_FILE_NAME, "\n".join(meta.labels) + "\n")
+        zf.writestr(LABELS_FILE_NAME, labels_text(meta.labels))
         zf.writestr(METADATA_FILE_NAME, meta.to_json())
     return out.getvalue()
 

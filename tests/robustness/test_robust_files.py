@@ -197,3 +197,47 @@ def test_verify_refuses_artefacts_the_manifest_does_not_vouch_for(trained: tuple
     (run / "model.keras").write_bytes((trained[1] / "model.keras").read_bytes() + b"\0")  # another model file
     result = runner.invoke(app, ["verify", str(run)])
     assert result.exit_code == 2 and "exported from another model.keras" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "carriage\rreturn", "tab\there", "bell\x07", "nel\x85", "sep\u2028", " padded"])
+def test_class_folder_names_a_labels_file_cannot_carry_are_refused(tmp_path: Path, bad: str) -> None:
+    data = write_solid_photos(tmp_path / "photos", {bad: (200, 30, 30), "fine": (30, 40, 200)}, per_class=3, size=16)
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), *SCRATCH])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: The class name ") and "rename it" in line and ascii(bad)[1:-1].strip() in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_labels_writer_refuses_a_label_that_breaks_lines(tmp_path: Path) -> None:
+    from edgetl.errors import EdgetlError
+    from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text
+
+    assert labels_text(["a", "b c"]) == "a\nb c\n"
+    meta = ModelMetadata(labels=("a", "b\nc"), preprocessing=PreprocessingSpec(image_size=(8, 8)))
+    with pytest.raises(EdgetlError, match="control character"):
+        meta.to_json()  # what every artefact embeds (TFLite, ONNX, sidecars)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(999)) + "vertical\x0btab\n")
+    result = runner.invoke(app, ["export", "--pretrained", "mobilenet_v2", "--weights", str(tmp_path / "w.weights.h5"),
+                                 "--labels", str(labels), "--out", str(tmp_path / "o"), "--formats", "tflite-fp32"])
+    assert result.exit_code == 2, result.output
+    assert "'vertical\\x0btab' contains a control character" in result.stderr
+
+
+def test_non_utf8_photo_names_train(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    data = write_solid_photos(tmp_path / "photos", {"red": (200, 30, 30), "blue": (30, 40, 200)}, per_class=4, size=16)
+    for name in ("red", "blue"):
+        src = data / name / "0.png"
+        shutil.move(src, os.fsdecode(os.fsencode(data / name) + b"/caf\xe9.png"))
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), *SCRATCH],
+                           env={"EDGETL_CACHE_DIR": str(tmp_path / "c")})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "splits.json").is_file()
+
+    os.rename(data / "red", os.fsdecode(b"%s/r\xe9d" % os.fsencode(data)))
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run2"), *SCRATCH])
+    assert result.exit_code == 2 and "is not valid UTF-8" in result.stderr
