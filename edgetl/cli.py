@@ -8,6 +8,7 @@ Heavy modules are imported inside each command so that `edgetl --help` stays fas
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from enum import Enum
@@ -66,7 +67,18 @@ def main() -> None:
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) say nothing a user can act on.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.showwarning = _show_warning
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        from edgetl.safety import hdf5_files_left_open
+
+        if e.code == 2 and hdf5_files_left_open():
+            # A weights file whose write hit a full disk is still open inside h5py; at the
+            # interpreter's exit HDF5 retries the write and crashes (rc 139). Its error is out.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
+        raise
 
 
 # --- train commands ---

@@ -11,6 +11,7 @@ Plain stdlib: the device runtime may import it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -253,3 +254,54 @@ def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) 
             if files.get(item.name) != file_sha256(item):
                 raise EdgetlError(f"{item.name} is not the file this export wrote (its SHA-256 is not the one in "
                                   f"export.json): a mixed or altered export folder; re-export. Received: {item}")
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM})
+"""Errors of a full disk, a quota, a read-only or unwritable folder: the user's to fix, not a bug."""
+
+
+class WriteError(EdgetlError):
+    """A full disk or an unwritable folder, hit while writing (what was written so far is kept)."""
+
+
+@contextmanager
+def disk_errors(what: str, hint: str = "") -> Iterator[None]:
+    """Turn a full disk or an unwritable folder met inside the block into one `WriteError`.
+
+    Libraries that hit such an error (h5py) leave objects whose clean-up fails too: they would
+    print "Exception ignored" tracebacks, and an HDF5 file left open crashes the interpreter at
+    exit. They are released here, quietly.
+    """
+    import sys
+
+    previous = sys.unraisablehook
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        message = f"Cannot write {what}: {os.strerror(e.errno)}{where}.{hint}"
+        sys.unraisablehook = lambda _: None  # from here: the failed library objects are freed
+    else:
+        return
+    try:
+        _release_failed_writes()
+    finally:
+        sys.unraisablehook = previous
+    raise WriteError(message)
+
+
+def _release_failed_writes() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+
+
+def hdf5_files_left_open() -> bool:
+    """True when h5py holds a file open, e.g. a weights file whose write hit a full disk."""
+    import sys
+
+    h5py = sys.modules.get("h5py")
+    return bool(h5py and h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))

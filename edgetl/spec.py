@@ -12,6 +12,7 @@ before quantizing with the input tensor's scale and zero point.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -215,5 +216,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only folder, even this fails
+            tmp.unlink(missing_ok=True)
         raise EdgetlError(f"Cannot write {path}: {e.strerror or e}") from e

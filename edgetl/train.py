@@ -44,7 +44,7 @@ from edgetl.backbones import (
 )
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
-from edgetl.safety import check_apart, check_replaceable, publish, read_marker, write_marker
+from edgetl.safety import WriteError, check_apart, check_replaceable, disk_errors, publish, read_marker, write_marker
 from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text, make_folder, write_text_atomic
 
 if TYPE_CHECKING:
@@ -204,11 +204,14 @@ def train(
         work = _partial_dir(out, resume, identity)
         started = time.monotonic()
         try:
-            model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
-            metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
-            _write_run(work, model, splits, spec, metrics)
+            with disk_errors(f"the run {out}", " Free some space (or make the folder writable), then rerun with --resume."):
+                model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
+                metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
+                _write_run(work, model, splits, spec, metrics)
+        except WriteError:
+            raise  # like a crash or Ctrl-C, a full disk keeps the partial run for --resume
         except EdgetlError:
-            shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
+            shutil.rmtree(work, ignore_errors=True)
             raise
     _publish(work, out)
     return TrainResult(out, metrics)

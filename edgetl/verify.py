@@ -24,7 +24,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.safety import check_manifest
+from edgetl.safety import check_manifest, disk_errors
 
 BATCH = 32
 LATENCY_RUNS = 20
@@ -199,7 +199,8 @@ def verify(
         results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
     )
     if write:
-        write_reports(report, export_dir)
+        with disk_errors(f"the parity reports into {export_dir}"):
+            write_reports(report, export_dir)
     if strict and not report.passed:
         raise EdgetlError("Parity failed:\n" + "\n".join(report.failures))
     return report

@@ -46,7 +46,7 @@ from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
 from edgetl.safety import (
-    check_apart, check_replaceable, manifest, publish, remove_marked, staging_folder, temporary_folder,
+    check_apart, check_replaceable, disk_errors, manifest, publish, remove_marked, staging_folder, temporary_folder,
 )
 from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, labels_text, read_labels, write_text_atomic
 
@@ -368,24 +368,25 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
     calib_pixels = calib_set.as_float() if calib_set is not None else None
     stage = staging_folder(out_dir, "export", "the output folder")
     try:
-        results = []
-        with temporary_folder("edgetl-export-") as tmp:
-            source = ExportSource(model=model, metadata=meta, workdir=tmp)
-            for fmt in formats:
-                results.append(_timed(fmt, lambda f=fmt: FORMATS[f].fn(source, options, artefact_path(stage, f), calib_pixels)))
-        preflight = _preflight(stage, results)
-        golden, golden_error = None, None
-        runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]
-        if options.golden and runnable and golden_images:
-            golden, golden_error = _golden(stage, runnable, golden_images)
-        report = ExportReport(
-            output_dir=stage, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
-            edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
-        )
-        report = relocated(report, stage, shown_as or out_dir)
-        document = {**report.to_dict(), "manifest": manifest(stage, source_model)}
-        write_text_atomic(stage / "export.json", json.dumps(document, indent=2, allow_nan=False))
-        publish(stage, out_dir)
+        with disk_errors(f"the export {shown_as or out_dir}"):
+            results = []
+            with temporary_folder("edgetl-export-") as tmp:
+                source = ExportSource(model=model, metadata=meta, workdir=tmp)
+                for fmt in formats:
+                    results.append(_timed(fmt, lambda f=fmt: FORMATS[f].fn(source, options, artefact_path(stage, f), calib_pixels)))
+            preflight = _preflight(stage, results)
+            golden, golden_error = None, None
+            runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]
+            if options.golden and runnable and golden_images:
+                golden, golden_error = _golden(stage, runnable, golden_images)
+            report = ExportReport(
+                output_dir=stage, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
+                edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
+            )
+            report = relocated(report, stage, shown_as or out_dir)
+            document = {**report.to_dict(), "manifest": manifest(stage, source_model)}
+            write_text_atomic(stage / "export.json", json.dumps(document, indent=2, allow_nan=False))
+            publish(stage, out_dir)
     except BaseException:
         remove_marked(stage)
         raise

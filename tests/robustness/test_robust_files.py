@@ -241,3 +241,56 @@ def test_non_utf8_photo_names_train(tmp_path: Path) -> None:
     os.rename(data / "red", os.fsdecode(b"%s/r\xe9d" % os.fsencode(data)))
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run2"), *SCRATCH])
     assert result.exit_code == 2 and "is not valid UTF-8" in result.stderr
+
+
+def _tmpfs(where: Path, size: str) -> Path:
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"needs root to mount a small tmpfs ({done.stderr.strip()})")
+    return where
+
+
+def test_disk_full_during_training_is_one_line_then_resume_finishes(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = trained[0]
+    disk = _tmpfs(tmp_path / "disk", "600k")  # room for the first files, not for a checkpoint
+    try:
+        command = [sys.executable, "-c", "from edgetl.cli import main; main()", "train", str(data), "--out", str(disk / "run"),
+                   *SCRATCH[:-1], "--epochs", "3"]
+        env = {**os.environ, "EDGETL_CACHE_DIR": str(tmp_path / "c")}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: Cannot write the run {disk / 'run'}: No space left on device. Free some space (or make the folder "
+            "writable), then rerun with --resume."
+        ]
+        assert (disk / ".run.partial" / MARKER).is_file()  # kept for --resume
+        subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+        resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        assert (disk / "run" / "model.keras").is_file() and not (disk / ".run.partial").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_verify_on_a_read_only_run_is_exit_2_not_a_parity_failure(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    disk = _tmpfs(tmp_path / "ro", "20m")
+    try:
+        shutil.copytree(trained[1], disk / "run")
+        assert runner.invoke(app, ["export", str(disk / "run"), "--formats", "tflite-fp32", "--no-golden"]).exit_code == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        result = runner.invoke(app, ["verify", str(disk / "run"), "--max-images", "2"])
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: Cannot write ") and "Read-only file system" in line
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
