@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -154,8 +155,8 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
     """
     if value is None and allow_none:
         return
-    kinds = (int,) if integer else (int, float)
-    valid = isinstance(value, kinds) and not isinstance(value, bool)
+    kind = numbers.Integral if integer else numbers.Real
+    valid = isinstance(value, kind) and not isinstance(value, bool)
     if valid and not integer:
         valid = math.isfinite(value)
     if valid:

@@ -44,7 +44,7 @@ from edgetl.backbones import (
 )
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
-from edgetl.safety import WriteError, check_apart, check_replaceable, disk_errors, publish, read_marker, write_marker
+from edgetl.safety import WriteError, check_apart, check_number, check_replaceable, disk_errors, publish, read_marker, write_marker
 from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text, make_folder, write_text_atomic
 
 if TYPE_CHECKING:
@@ -114,13 +114,17 @@ class TrainOptions:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise EdgetlError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
-        if self.fine_tune_layers < 1:
-            raise EdgetlError(f"fine_tune_layers must be at least 1. Received: fine_tune_layers={self.fine_tune_layers}")
-        if not 0 <= self.dropout < 1:
-            raise EdgetlError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        for name in ("epochs", "fine_tune_epochs", "patience"):
+            check_number(name, getattr(self, name), 1, 100_000, integer=True, allow_none=name == "fine_tune_epochs")
+        check_number("fine_tune_layers", self.fine_tune_layers, 1, 100_000, integer=True)
+        check_number("batch_size", self.batch_size, 1, 65_536, integer=True)
+        check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            check_number(name, getattr(self, name), 1e-12, 10.0)
+        check_number("dropout", self.dropout, 0.0, 0.99)
+        check_number("val_split", self.val_split, 0.0, 0.9)
+        check_number("test_split", self.test_split, 0.0, 0.9)
+        check_number("subset", self.subset, 1e-6, 1.0)
 
     @property
     def uses_augmentation(self) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.safety import check_manifest, disk_errors
+from edgetl.safety import check_manifest, check_number, disk_errors
 
 BATCH = 32
 LATENCY_RUNS = 20
@@ -164,8 +164,9 @@ def verify(
     from edgetl.export import FORMATS, load_run
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
-        if value is not None and not 0.0 <= value <= 1.01:
-            raise EdgetlError(f"{name} must be in [0, 1.01]. Received: {name}={value}")
+        check_number(name, value, 0.0, 1.01, allow_none=True)
+    check_number("max_images", max_images, 1, 10_000_000, integer=True, allow_none=True)
+    check_number("seed", seed, 0, 2**32 - 1, integer=True)
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
     model, meta = load_run(run_dir)

@@ -46,7 +46,7 @@ from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
 from edgetl.safety import (
-    check_apart, check_replaceable, disk_errors, manifest, publish, remove_marked, staging_folder, temporary_folder,
+    check_apart, check_number, check_replaceable, disk_errors, manifest, publish, remove_marked, staging_folder, temporary_folder,
 )
 from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, labels_text, read_labels, write_text_atomic
 
@@ -154,8 +154,8 @@ class ExportOptions:
                 raise EdgetlError(f"Unknown format {name!r}. Valid: all, {', '.join(FORMATS)}.{hint}")
         if not self.formats:
             raise EdgetlError("formats must name at least one format. Received: formats=()")
-        if not 1 <= self.calibration_size <= 10_000:
-            raise EdgetlError(f"calibration_size must be in [1, 10000]. Received: calibration_size={self.calibration_size}")
+        check_number("calibration_size", self.calibration_size, 1, 10_000, integer=True)
+        check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.io_dtype not in IO_DTYPES:
             raise EdgetlError(f"io_dtype must be one of {IO_DTYPES}. Received: io_dtype={self.io_dtype!r}")
         if self.onnx_opset not in ONNX_OPSETS:

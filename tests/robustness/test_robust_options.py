@@ -1,0 +1,67 @@
+"""Every numeric option is checked when the options are built: range, NaN and infinity, through
+the Python API as through the CLI (one `error:` line, exit 2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgetl.backbones import BackboneOptions
+from edgetl.cli import app
+from edgetl.errors import EdgetlError
+from edgetl.export import ExportOptions
+from edgetl.train import TrainOptions
+
+runner = CliRunner()
+BAD_FLOATS = (math.nan, math.inf, -math.inf)
+
+
+@pytest.mark.parametrize("field", ["learning_rate", "fine_tune_learning_rate", "dropout", "val_split", "test_split", "subset"])
+@pytest.mark.parametrize("value", [*BAD_FLOATS, -1.0, 1e9])
+def test_train_float_options_refuse_nan_infinity_and_out_of_range(field: str, value: float) -> None:
+    with pytest.raises(EdgetlError, match=f"{field} must be a finite number in"):
+        TrainOptions(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["epochs", "fine_tune_epochs", "fine_tune_layers", "batch_size", "patience", "seed"])
+@pytest.mark.parametrize("value", [-1, 10**12, 2.5, math.nan])
+def test_train_integer_options_refuse_out_of_range_and_non_integers(field: str, value: float) -> None:
+    with pytest.raises(EdgetlError, match=f"{field} must be an integer in"):
+        TrainOptions(**{field: value})
+
+
+@pytest.mark.parametrize("kwargs", [{"alpha": math.nan}, {"alpha": math.inf}, {"image_size": 100_000}, {"image_size": 8}])
+def test_backbone_options_refuse_nan_and_absurd_sizes(kwargs: dict) -> None:
+    with pytest.raises(EdgetlError, match="must be"):
+        BackboneOptions(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"calibration_size": 0}, {"calibration_size": 1.5}, {"seed": -1}])
+def test_export_options_refuse_out_of_range(kwargs: dict) -> None:
+    with pytest.raises(EdgetlError, match="must be an integer in"):
+        ExportOptions(**kwargs)
+
+
+@pytest.mark.parametrize("args", [("--learning-rate", "nan"), ("--seed", "-1"), ("--image-size", "100000"),
+                                  ("--val-split", "inf"), ("--batch-size", "0")])
+def test_cli_numbers_are_one_line_exit_2(tmp_path: Path, args: tuple[str, str]) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run"), *args])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_verify_thresholds_and_thread_counts_are_bounded(tmp_path: Path) -> None:
+    from edgetl.verify import verify
+
+    for kwargs in ({"min_agreement": math.nan}, {"max_accuracy_drop": math.inf}, {"max_images": 0}):
+        with pytest.raises(EdgetlError, match="must be"):
+            verify(tmp_path, **kwargs)
+    model = Path(__file__).resolve().parents[2].parent / "shared" / "coral" / "mobilenet_v1_0.25_128_quant.tflite"
+    if not model.is_file():
+        pytest.skip("needs ../shared/coral")
+    result = runner.invoke(app, ["predict", str(model), str(model), "--threads", "50000"])
+    assert result.exit_code == 2 and "threads must be in [1, " in result.stderr
