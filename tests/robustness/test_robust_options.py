@@ -65,3 +65,33 @@ def test_verify_thresholds_and_thread_counts_are_bounded(tmp_path: Path) -> None
         pytest.skip("needs ../shared/coral")
     result = runner.invoke(app, ["predict", str(model), str(model), "--threads", "50000"])
     assert result.exit_code == 2 and "threads must be in [1, " in result.stderr
+
+
+def test_a_zip_bomb_appended_to_a_model_never_inflates(tmp_path: Path) -> None:
+    """200 MB of zeros deflated to 200 KB, zipped into a third-party model as edgetl.json."""
+    import shutil
+    import tracemalloc
+    import warnings
+    import zipfile
+
+    from edgetl.runtime import Classifier
+
+    source = Path(__file__).resolve().parents[2].parent / "shared" / "coral" / "mobilenet_v1_0.25_128_quant.tflite"
+    if not source.is_file():
+        pytest.skip("needs ../shared/coral")
+    model = tmp_path / "bomb.tflite"
+    shutil.copy(source, model)
+    with zipfile.ZipFile(model, "a", compression=zipfile.ZIP_DEFLATED) as archive, archive.open("edgetl.json", "w", force_zip64=True) as entry:
+        zeros = bytes(1 << 20)
+        for _ in range(200):
+            entry.write(zeros)
+    assert model.stat().st_size < source.stat().st_size + (2 << 20)
+    tracemalloc.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = Classifier.from_file(model)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 << 20, peak  # the model itself, not 200 MB
+    assert any("Ignored the file 'edgetl.json'" in str(w.message) for w in caught)
+    assert len(clf.labels) == 1001  # its own TFLite metadata labels still read
