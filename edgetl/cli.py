@@ -20,6 +20,7 @@ from rich.console import Console
 
 from edgetl import __version__
 from edgetl.errors import EdgetlError
+from edgetl.spec import escaped
 
 app = typer.Typer(
     name="edgetl",
@@ -38,7 +39,7 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except EdgetlError as e:
-        err_console.print(f"error: {e}", markup=False, highlight=False)
+        err_console.print(f"error: {escaped(str(e))}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err_console.print("error: interrupted", markup=False, highlight=False)
@@ -60,7 +61,7 @@ def _main(
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """Warnings reach the terminal as one `warning: ...` line, not Python's file:line form."""
-    err_console.print(f"warning: {message}", markup=False, highlight=False)
+    err_console.print(f"warning: {escaped(str(message))}", markup=False, highlight=False)
 
 
 def main() -> None:
@@ -164,7 +165,7 @@ class DelegateChoice(str, Enum):
 def _runtime_warnings(caught: list[Any]) -> None:
     """Show warnings raised while opening a model (e.g. a labels file of the wrong length) as one line each."""
     for warning in caught:
-        err_console.print(f"warning: {warning.message}", markup=False, highlight=False)
+        err_console.print(f"warning: {escaped(str(warning.message))}", markup=False, highlight=False)
 
 
 def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoice | None, labels: Path | None = None) -> Any:
@@ -206,7 +207,7 @@ def predict(
         table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
     for image, predictions in zip(images, results):
         for rank, p in enumerate(predictions, start=1):
-            table.add_row(str(image) if rank == 1 else "", str(rank), p.label, str(p.index), f"{p.score:.4f}")
+            table.add_row(escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}")
     console.print(table)
 
 
@@ -441,19 +442,19 @@ def inspect_command(
         table.add_column(column)
     for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
         for t in tensors:
-            table.add_row(kind, t.name, t.dtype, str(list(t.shape)), "-" if t.scale is None else f"{t.scale:.6g}",
+            table.add_row(kind, escaped(t.name), t.dtype, str(list(t.shape)), "-" if t.scale is None else f"{t.scale:.6g}",
                           "-" if t.zero_point is None else str(t.zero_point))
     console.print(table)
     console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
     if report.edgetl:
         e = report.edgetl
         labels = e.get("labels", [])
-        console.print(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}), "
-                      f"preprocessing {e.get('preprocessing')}", highlight=False)
+        console.print(escaped(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
+                              f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"), highlight=False, markup=False)
     if report.tflite_metadata:
         m = report.tflite_metadata
-        console.print(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
-                      f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}", highlight=False)
+        console.print(escaped(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
+                              f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"), highlight=False, markup=False)
     if report.metadata_props:
         console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
     if report.details.get("opset"):

@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,8 @@ class PreprocessingSpec:
             )
         if self.layout not in LAYOUTS:
             raise EdgetlError(f"layout must be one of {LAYOUTS}. Received: layout={self.layout!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise EdgetlError(f"mean and std must be finite numbers. Received: mean={self.mean}, std={self.std}")
         if any(s == 0 for s in self.std):
             raise EdgetlError(f"std must not contain 0. Received: std={self.std}")
 
@@ -177,13 +182,40 @@ def labels_text(labels: tuple[str, ...] | list[str], where: str = "labels") -> s
     return "".join(f"{label}\n" for label in labels)
 
 
+def escaped(text: str) -> str:
+    """`text` with control characters and undecodable bytes written as escapes (no quotes): a
+    label or description from a model file never reaches a terminal as raw escape sequences."""
+    return "".join(ascii(c)[1:-1] if LINE_BREAKING.match(c) or "\udc80" <= c <= "\udcff" else c for c in str(text))
+
+
 def printable(text: str) -> str:
     """`text` quoted, with control characters and undecodable bytes escaped: safe for a terminal."""
     return ascii(text) if LINE_BREAKING.search(text) or any("\udc80" <= c <= "\udcff" for c in text) else repr(text)
 
 
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse, without opening it, a path that is not a regular file: a pipe would block the read
+    forever, a device could be endless.
+
+    Raises:
+        EdgetlError: naming `what`, for a missing path or a pipe, device, socket or directory.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as e:
+        raise EdgetlError(f"{what} not found. Received: {escaped(str(path))}") from e
+    except OSError as e:
+        raise EdgetlError(f"Cannot read the {what.lower()} ({e.strerror or e}). Received: {escaped(str(path))}") from e
+    if stat.S_ISDIR(mode):
+        raise EdgetlError(f"{what} expected, got a directory. Received: {escaped(str(path))}")
+    if not stat.S_ISREG(mode):
+        raise EdgetlError(f"{what} is not a regular file (a pipe, device or socket), which edgetl never opens. "
+                          f"Received: {escaped(str(path))}")
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Read a labels file: one class name per line, blank lines at the end ignored."""
+    check_regular_file(Path(path), "Labels file")
     try:
         # Lines end at "\n" only: str.splitlines would also split at \x0b, \x1c-\x1e, \x85, \u2028...
         lines = Path(path).read_text(encoding="utf-8").split("\n")

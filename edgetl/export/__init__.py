@@ -33,6 +33,7 @@ import shutil
 import time
 import traceback
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,9 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     meta = read_run_metadata(run_dir)
     import keras
 
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for a truncated file
+        raise EdgetlError(f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
+                          f"Received: {run_dir}")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file

@@ -294,3 +294,16 @@ def test_verify_on_a_read_only_run_is_exit_2_not_a_parity_failure(trained: tuple
         assert line.startswith("error: Cannot write ") and "Read-only file system" in line
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_truncated_model_keras_is_named_as_such(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[1], run, ignore=shutil.ignore_patterns("export"))
+    model = run / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    for command in ("export", "verify"):
+        result = runner.invoke(app, [command, str(run)])
+        assert result.exit_code == 2, result.output
+        assert "is truncated or corrupt" in result.stderr and "not found" not in result.stderr
