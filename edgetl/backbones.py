@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetl.errors import EdgetlError
+from edgetl.safety import check_number
 
 if TYPE_CHECKING:
     import keras
@@ -77,6 +78,10 @@ PREPROCESS_NOTES = {
 }
 
 
+MAX_IMAGE_SIZE = 1024
+"""Largest square input: beyond it a batch of photos alone outgrows a typical machine's memory."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackboneOptions:
     """Which backbone to build and with which weights.
@@ -97,6 +102,8 @@ class BackboneOptions:
     weights: str = "imagenet"
 
     def __post_init__(self) -> None:
+        check_number("alpha", self.alpha, 0.1, 4.0)
+        check_number("image_size", self.image_size, 32, MAX_IMAGE_SIZE, integer=True, allow_none=True)
         if self.is_hub:
             if self.weights not in ("imagenet", "none"):
                 raise EdgetlError(f"A hub backbone carries its own weights. Received: weights={self.weights!r}")
@@ -106,8 +113,6 @@ class BackboneOptions:
             raise EdgetlError(f"alpha must be one of {spec.alphas} for {self.name}. Received: alpha={self.alpha}")
         if not spec.alphas and self.alpha != 1.0:
             raise EdgetlError(f"{self.name} has no width multiplier. Received: alpha={self.alpha}")
-        if self.image_size is not None and self.image_size < 32:
-            raise EdgetlError(f"image_size must be at least 32. Received: image_size={self.image_size}")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise EdgetlError(
                 f"weights must be 'imagenet', 'none' or an existing weights file. Received: weights={self.weights!r}"

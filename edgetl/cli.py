@@ -8,6 +8,7 @@ Heavy modules are imported inside each command so that `edgetl --help` stays fas
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from enum import Enum
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
+from edgetl.spec import escaped
 
 app = typer.Typer(
     name="edgetl",
@@ -37,7 +39,7 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except EdgetlError as e:
-        err_console.print(f"error: {e}", markup=False, highlight=False)
+        err_console.print(f"error: {escaped(str(e))}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err_console.print("error: interrupted", markup=False, highlight=False)
@@ -59,14 +61,25 @@ def _main(
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """Warnings reach the terminal as one `warning: ...` line, not Python's file:line form."""
-    err_console.print(f"warning: {message}", markup=False, highlight=False)
+    err_console.print(f"warning: {escaped(str(message))}", markup=False, highlight=False)
 
 
 def main() -> None:
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) say nothing a user can act on.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.showwarning = _show_warning
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        from edgetl.safety import hdf5_files_left_open
+
+        if e.code == 2 and hdf5_files_left_open():
+            # A weights file whose write hit a full disk is still open inside h5py; at the
+            # interpreter's exit HDF5 retries the write and crashes (rc 139). Its error is out.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
+        raise
 
 
 # --- train commands ---
@@ -152,7 +165,7 @@ class DelegateChoice(str, Enum):
 def _runtime_warnings(caught: list[Any]) -> None:
     """Show warnings raised while opening a model (e.g. a labels file of the wrong length) as one line each."""
     for warning in caught:
-        err_console.print(f"warning: {warning.message}", markup=False, highlight=False)
+        err_console.print(f"warning: {escaped(str(warning.message))}", markup=False, highlight=False)
 
 
 def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoice | None, labels: Path | None = None) -> Any:
@@ -194,7 +207,7 @@ def predict(
         table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
     for image, predictions in zip(images, results):
         for rank, p in enumerate(predictions, start=1):
-            table.add_row(str(image) if rank == 1 else "", str(rank), p.label, str(p.index), f"{p.score:.4f}")
+            table.add_row(escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}")
     console.print(table)
 
 
@@ -287,6 +300,7 @@ def export_command(
     image_size: Annotated[int, typer.Option(help="With --pretrained: square input size in pixels.")] = 224,
     labels: Annotated[Optional[Path], typer.Option(help="With --pretrained: labels file, one per line (required for 1001-class weights).")] = None,
     golden: Annotated[bool, typer.Option("--golden/--no-golden", help="Write golden vectors for device self-tests into export/golden/.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="With --pretrained: replace an --out folder that an earlier --pretrained export made.")] = False,
     android_assets: Annotated[Optional[Path], typer.Option(help="Also copy the best TFLite model (int8 first) there as model.tflite, e.g. android_demo/app/src/main/assets.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
@@ -308,7 +322,7 @@ def export_command(
         )
         if pretrained is not None:
             return export_pretrained(pretrained, out, options, weights=weights, alpha=alpha, image_size=image_size,
-                                     labels_file=labels)
+                                     labels_file=labels, overwrite=overwrite)
         return export(run_dir, options)
 
     report = _run(run)
@@ -441,19 +455,19 @@ def inspect_command(
         table.add_column(column)
     for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
         for t in tensors:
-            table.add_row(kind, t.name, t.dtype, str(list(t.shape)), f"{t.scale:.6g}" if t.scale else "-",
+            table.add_row(kind, escaped(t.name), t.dtype, str(list(t.shape)), f"{t.scale:.6g}" if t.scale else "-",
                           str(t.zero_point) if t.scale else "-")
     console.print(table)
     console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
     if report.edgetl:
         e = report.edgetl
         labels = e.get("labels", [])
-        console.print(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}), "
-                      f"preprocessing {e.get('preprocessing')}", highlight=False)
+        console.print(escaped(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
+                              f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"), highlight=False, markup=False)
     if report.tflite_metadata:
         m = report.tflite_metadata
-        console.print(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
-                      f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}", highlight=False)
+        console.print(escaped(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
+                              f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"), highlight=False, markup=False)
     if report.metadata_props:
         console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
     if report.details.get("opset"):

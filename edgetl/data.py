@@ -23,7 +23,7 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.spec import PreprocessingSpec
+from edgetl.spec import PreprocessingSpec, check_labels
 
 SPLIT_NAMES = ("train", "val", "test")
 PREDEFINED_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -77,13 +77,17 @@ class Splits:
         def rel(files: LabelledFiles) -> list[str]:
             return [str(f.relative_to(self.data_dir)) for f in files.files]
 
-        return json.dumps(
+        document = (
             {"data_dir": str(self.data_dir), "class_names": list(self.class_names)}
             | {name: rel(getattr(self, name)) for name in SPLIT_NAMES}
-            | {f"{name}_classes": [self.class_names[i] for i in getattr(self, name).labels] for name in SPLIT_NAMES},
-            indent=1,
-            ensure_ascii=False,
+            | {f"{name}_classes": [self.class_names[i] for i in getattr(self, name).labels] for name in SPLIT_NAMES}
         )
+        text = json.dumps(document, indent=1, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8: its bytes travel as \udcXX escapes
+            text = json.dumps(document, indent=1)
+        return text
 
 
 def read_split(run_dir: str | Path, split: str) -> list[tuple[Path, str]] | None:
@@ -116,6 +120,8 @@ def scan_classes(root: Path, *, min_images: int = 2) -> tuple[tuple[str, ...], L
     if not root.is_dir():
         raise EdgetlError(f"DATA_DIR must be a folder of class folders (DATA_DIR/<class>/*.jpg). Received: {root}")
     class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    for d in class_dirs:
+        check_labels([d.name], str(d))
     per_class = {d.name: _image_files(d) for d in class_dirs}
     if not any(per_class.values()):
         raise EdgetlError(f"DATA_DIR holds no class folders with images (DATA_DIR/<class>/*.jpg). Received: {root}")
@@ -289,7 +295,8 @@ def _cache_key(files: LabelledFiles, spec: PreprocessingSpec) -> str:
     digest = hashlib.sha256(f"{__version__}|{json.dumps(spec.to_dict(), sort_keys=True)}".encode())
     for path, label in zip(files.files, files.labels):
         stat = path.stat()
-        digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}".encode())
+        # os.fsencode: a file name that is not UTF-8 (bytes kept as surrogate escapes) hashes too.
+        digest.update(b"|" + os.fsencode(path) + f"|{stat.st_size}|{stat.st_mtime_ns}|{label}".encode())
     return digest.hexdigest()[:24]
 
 

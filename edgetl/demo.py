@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from edgetl.errors import EdgetlError
+from edgetl.safety import check_replaceable, disk_errors, write_marker
 from edgetl.spec import make_folder, write_text_atomic
 
 if TYPE_CHECKING:
@@ -168,14 +169,17 @@ def run_demo(
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
         raise EdgetlError(f"The demo folder already exists; pass --overwrite to re-run into it. Received: {out}")
+    check_replaceable(out, "demo")
     say = progress or (lambda _: None)
     started = time.monotonic()
     weights = shipped_backbone()
     make_folder(out, "the demo folder")
+    write_marker(out, "demo")
     shutil.rmtree(out / "digits", ignore_errors=True)
     shutil.rmtree(out / "calibration", ignore_errors=True)
     say(f"Writing {PER_DIGIT * 10} handwritten digits (UCI, CC BY 4.0) as PNG folders")
-    data_dir = write_digits(out / "digits", calibration=out / "calibration")
+    with disk_errors(f"the demo's digits into {out}"):
+        data_dir = write_digits(out / "digits", calibration=out / "calibration")
     # Digits are not mirror images of each other, so no augmentation (it would flip them).
     common = dict(batch_size=8, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0, cache_dir=out / "cache")
     say(f"Training on the shipped backbone {weights.name}: head on cached features, then fine-tune")

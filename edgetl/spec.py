@@ -12,8 +12,13 @@ before quantizing with the input tensor's scale and zero point.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +71,8 @@ class PreprocessingSpec:
             )
         if self.layout not in LAYOUTS:
             raise EdgetlError(f"layout must be one of {LAYOUTS}. Received: layout={self.layout!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise EdgetlError(f"mean and std must be finite numbers. Received: mean={self.mean}, std={self.std}")
         if any(s == 0 for s in self.std):
             raise EdgetlError(f"std must not contain 0. Received: std={self.std}")
 
@@ -113,6 +120,7 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        check_labels(self.labels, f"metadata of {self.source_run or 'the model'}")
         data = {
             "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict(),
@@ -141,10 +149,76 @@ class ModelMetadata:
             raise EdgetlError(f"Model metadata ({METADATA_FILE_NAME}) is malformed: {e}") from e
 
 
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (C0, DEL, C1) and Unicode line separators: in a label they would break a
+one-label-per-line file (Python's `splitlines` splits on several of them) or a terminal."""
+
+
+def check_labels(labels: tuple[str, ...] | list[str], where: str) -> None:
+    """Refuse labels that a one-per-line labels file cannot carry unchanged.
+
+    Raises:
+        EdgetlError: naming the first bad label (escaped) and `where` it came from.
+    """
+    for label in labels:
+        problem = ""
+        if LINE_BREAKING.search(label):
+            problem = "contains a control character or line break"
+        elif label != label.strip() or not label:
+            problem = "is empty or starts or ends with whitespace"
+        else:
+            try:
+                label.encode("utf-8")
+            except UnicodeEncodeError:
+                problem = "is not valid UTF-8"
+        if problem:
+            raise EdgetlError(f"The class name {printable(label)} {problem}, which a labels file (one name per line) "
+                              f"cannot carry; rename it. Received: {printable(where)}")
+
+
+def labels_text(labels: tuple[str, ...] | list[str], where: str = "labels") -> str:
+    """A labels file's text: exactly one line per label (refusing labels that would break that)."""
+    check_labels(labels, where)
+    return "".join(f"{label}\n" for label in labels)
+
+
+def escaped(text: str) -> str:
+    """`text` with control characters and undecodable bytes written as escapes (no quotes): a
+    label or description from a model file never reaches a terminal as raw escape sequences."""
+    return "".join(ascii(c)[1:-1] if LINE_BREAKING.match(c) or "\udc80" <= c <= "\udcff" else c for c in str(text))
+
+
+def printable(text: str) -> str:
+    """`text` quoted, with control characters and undecodable bytes escaped: safe for a terminal."""
+    return ascii(text) if LINE_BREAKING.search(text) or any("\udc80" <= c <= "\udcff" for c in text) else repr(text)
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse, without opening it, a path that is not a regular file: a pipe would block the read
+    forever, a device could be endless.
+
+    Raises:
+        EdgetlError: naming `what`, for a missing path or a pipe, device, socket or directory.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as e:
+        raise EdgetlError(f"{what} not found. Received: {escaped(str(path))}") from e
+    except OSError as e:
+        raise EdgetlError(f"Cannot read the {what.lower()} ({e.strerror or e}). Received: {escaped(str(path))}") from e
+    if stat.S_ISDIR(mode):
+        raise EdgetlError(f"{what} expected, got a directory. Received: {escaped(str(path))}")
+    if not stat.S_ISREG(mode):
+        raise EdgetlError(f"{what} is not a regular file (a pipe, device or socket), which edgetl never opens. "
+                          f"Received: {escaped(str(path))}")
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Read a labels file: one class name per line, blank lines at the end ignored."""
+    check_regular_file(Path(path), "Labels file")
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # Lines end at "\n" only: str.splitlines would also split at \x0b, \x1c-\x1e, \x85, \u2028...
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise EdgetlError(f"Cannot read labels file. Received: {path} ({e})") from e
     while lines and not lines[-1].strip():
@@ -174,5 +248,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only folder, even this fails
+            tmp.unlink(missing_ok=True)
         raise EdgetlError(f"Cannot write {path}: {e.strerror or e}") from e

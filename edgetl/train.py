@@ -46,7 +46,8 @@ from edgetl.backbones import (
 )
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
-from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, write_text_atomic
+from edgetl.safety import WriteError, check_apart, check_number, check_replaceable, disk_errors, publish, read_marker, write_marker
+from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text, make_folder, write_text_atomic
 
 make_callable(__name__)  # `edgetl.train(...)` runs `train()` below
 
@@ -118,13 +119,17 @@ class TrainOptions:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise EdgetlError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
-        if self.fine_tune_layers < 1:
-            raise EdgetlError(f"fine_tune_layers must be at least 1. Received: fine_tune_layers={self.fine_tune_layers}")
-        if not 0 <= self.dropout < 1:
-            raise EdgetlError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        for name in ("epochs", "fine_tune_epochs", "patience"):
+            check_number(name, getattr(self, name), 1, 100_000, integer=True, allow_none=name == "fine_tune_epochs")
+        check_number("fine_tune_layers", self.fine_tune_layers, 1, 100_000, integer=True)
+        check_number("batch_size", self.batch_size, 1, 65_536, integer=True, allow_none=True)
+        check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            check_number(name, getattr(self, name), 1e-12, 10.0)
+        check_number("dropout", self.dropout, 0.0, 0.99)
+        check_number("val_split", self.val_split, 0.0, 0.9)
+        check_number("test_split", self.test_split, 0.0, 0.9)
+        check_number("subset", self.subset, 1e-6, 1.0)
 
     @property
     def uses_augmentation(self) -> bool:
@@ -189,7 +194,12 @@ def train(
     options = options or TrainOptions()
     options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
     out = Path(out).expanduser().resolve()
+    size = backbone.size if options.strategy != "scratch" else (backbone.image_size or 128)
+    identity = run_identity(data_dir, backbone, options, size)
     _validate(backbone, options, out, overwrite, resume)
+    check_apart(out, Path(data_dir), "data folder (DATA_DIR)")
+    if resume:
+        _check_resume(_partial_path(out), identity)
     splits = load_splits(
         data_dir, val_split=options.val_split, test_split=options.test_split, subset=options.subset, seed=options.seed
     )
@@ -198,24 +208,26 @@ def train(
             f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
             stacklevel=2,
         )
-    size = backbone.size if options.strategy != "scratch" else (backbone.image_size or 128)
     spec = PreprocessingSpec(image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)])
     with _device_scope(options):
         _apply_precision(options)
         # Built before the photos are decoded: weights that do not fit fail in seconds.
         backbone_model = None if options.strategy == "scratch" else build_backbone(backbone)
         arrays = _decode_splits(splits, spec, options, verbose)
-        work = _partial_dir(out, resume) if distributed.is_writer() else out.with_name(f".{out.name}.partial")
+        work = _partial_dir(out, resume, identity) if distributed.is_writer() else out.with_name(f".{out.name}.partial")
         distributed.barrier("edgetl-partial-run-dir")  # the other processes read its backups
         started = time.monotonic()
         try:
-            model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
-            metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
-            if distributed.is_writer():
-                _write_run(work, model, splits, spec, metrics)
+            with disk_errors(f"the run {out}", " Free some space (or make the folder writable), then rerun with --resume."):
+                model, stage_report = _fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
+                metrics = _evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
+                if distributed.is_writer():
+                    _write_run(work, model, splits, spec, metrics)
+        except WriteError:
+            raise  # like a crash or Ctrl-C, a full disk keeps the partial run for --resume
         except EdgetlError:
             if distributed.is_writer():
-                shutil.rmtree(work, ignore_errors=True)  # a crash or Ctrl-C keeps it for --resume
+                shutil.rmtree(work, ignore_errors=True)
             raise
     if distributed.is_writer():
         _publish(work, out)
@@ -226,6 +238,7 @@ def train(
 def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overwrite: bool, resume: bool) -> None:
     if out.exists() and not (overwrite or resume):
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
+    check_replaceable(out, "run")
     if backbone.is_hub and options.strategy == "fine-tune":
         raise EdgetlError("A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy='fine-tune'")
     if options.strategy == "scratch" and backbone.weights not in ("imagenet", "none"):
@@ -266,13 +279,54 @@ def _decode_splits(
     return arrays
 
 
-def _partial_dir(out: Path, resume: bool) -> Path:
-    work = out.with_name(f".{out.name}.partial")
-    if work.exists() and not resume:
+def run_identity(data_dir: str | Path, backbone: BackboneOptions, options: TrainOptions, size: int) -> dict[str, Any]:
+    """The options that define a run: `--resume` continues a run only when all of them agree.
+
+    Epoch counts, patience, the device and the cache may change between the kill and the resume.
+    """
+    weights = backbone.weights if backbone.weights in ("imagenet", "none") else str(Path(backbone.weights).expanduser().resolve())
+    return {
+        "data_dir": str(Path(data_dir).expanduser().resolve()), "strategy": options.strategy,
+        "backbone": backbone.name if options.strategy != "scratch" else "scratch_cnn", "alpha": backbone.alpha,
+        "weights": weights, "image_size": size, "augment": options.uses_augmentation, "seed": options.seed,
+        "val_split": options.val_split, "test_split": options.test_split, "subset": options.subset,
+        "batch_size": options.batch_size, "learning_rate": options.learning_rate,
+        "fine_tune_learning_rate": options.fine_tune_learning_rate, "fine_tune_layers": options.fine_tune_layers,
+        "dropout": options.dropout, "precision": options.precision,
+    }
+
+
+def _partial_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
+def _check_resume(work: Path, identity: dict[str, Any]) -> None:
+    """Refuse to resume a run other than the one asked for, naming every option that differs."""
+    if not work.exists():
+        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {work.with_name(work.name[1:].removesuffix('.partial'))}")
+    marker = read_marker(work)
+    if marker is None or marker.get("kind") != "run" or not isinstance(marker.get("identity"), dict):
+        raise EdgetlError(f"{work} was not started by this version of edgetl (no run marker), so it cannot be resumed. "
+                          f"Train again without --resume. Received: {work}")
+    recorded = marker["identity"]
+    differ = [f"{key} (interrupted run: {recorded.get(key)!r}, now: {value!r})" for key, value in identity.items()
+              if recorded.get(key) != value]
+    if differ:
+        raise EdgetlError(f"--resume continues the same run only; these options differ from the interrupted run's: "
+                          f"{'; '.join(differ)}. Received: {work}")
+
+
+def _partial_dir(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
+    work = _partial_path(out)
+    if resume:
+        _check_resume(work, identity)
+        return work
+    if work.exists():
+        check_replaceable(work, "run", flag="a new run")
         shutil.rmtree(work)
-    if resume and not work.exists():
-        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {out}")
-    return make_folder(work, "the RUN_DIR's parent folder", received=out)
+    make_folder(work, "the RUN_DIR's parent folder", received=out)
+    write_marker(work, "run", identity=identity)
+    return work
 
 
 @contextmanager
@@ -779,7 +833,7 @@ def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: Preproces
 
     final = _float32_copy(model)
     final.save(work / "model.keras")
-    write_text_atomic(work / "labels.txt", "\n".join(splits.class_names) + "\n")
+    write_text_atomic(work / "labels.txt", labels_text(splits.class_names))
     write_text_atomic(work / "preprocessing.json", json.dumps(spec.to_dict(), indent=2))
     metadata = ModelMetadata(
         labels=splits.class_names,
@@ -835,10 +889,5 @@ def _write_history(path: Path, rows: list[dict[str, str]]) -> None:
 def _publish(work: Path, out: Path) -> None:
     """Swap the finished partial folder in under the final name (the old run goes last)."""
     shutil.rmtree(work / "stages", ignore_errors=True)
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    work.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(work, out)
 

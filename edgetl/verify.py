@@ -28,6 +28,7 @@ from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
 from edgetl.runtime.pipeline import decode_ahead, decode_workers
+from edgetl.safety import check_manifest, check_number, disk_errors
 
 make_callable(__name__)  # `edgetl.verify(...)` runs `verify()` below
 
@@ -182,14 +183,16 @@ def verify(
     from edgetl.export import FORMATS, _check_run_dir, load_run, read_run_metadata
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
-        if value is not None and not 0.0 <= value <= 1.01:
-            raise EdgetlError(f"{name} must be in [0, 1.01]. Received: {name}={value}")
+        check_number(name, value, 0.0, 1.01, allow_none=True)
+    check_number("max_images", max_images, 1, 10_000_000, integer=True, allow_none=True)
+    check_number("seed", seed, 0, 2**32 - 1, integer=True)
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
     _check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
     artefacts = find_artefacts(export_dir)
+    check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
         paths, truth, source = sample_gate.add_probe(paths, truth, source, Path(probe))
@@ -225,7 +228,8 @@ def verify(
         flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels),
     )
     if write:
-        write_reports(report, export_dir)
+        with disk_errors(f"the parity reports into {export_dir}"):
+            write_reports(report, export_dir)
     if strict and not report.passed:
         raise EdgetlError("Parity failed:\n" + "\n".join(report.failures))
     return report

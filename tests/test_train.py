@@ -222,7 +222,19 @@ def test_split_fractions_are_of_each_whole_class(tmp_path: Path) -> None:
 
 def test_full_training_from_random_weights_predicts_in_inference_mode(tmp_path: Path) -> None:
     """Keras' batch-norm momentum of 0.999 left the moving statistics near their initial values
-    after a short run: a backbone trained with `full` from random weights predicted one class."""
+    after a short run: a backbone trained with `full` from random weights predicted one class.
+
+    No validation split: with one, early stopping keeps the epoch of lowest val_loss, which on a
+    random start can be the first (an untrained model that predicts one class on any CPU whose
+    trajectory puts it there). Without, the kept epoch is the one of lowest training loss, and
+    the check is the property itself: the photos the network fitted (in training mode, batch
+    statistics) are classified as well in inference mode (moving statistics), whatever the trajectory."""
+    import keras
+
+    from edgetl.data import read_split
+    from edgetl.runtime.image import load_pixels
+    from edgetl.spec import PreprocessingSpec
+
     with np.load(REPO / "edgetl" / "demo_data" / "digits.npz") as data:
         images, labels = data["images"], data["labels"]
     for digit in (0, 1, 4):
@@ -230,15 +242,26 @@ def test_full_training_from_random_weights_predicts_in_inference_mode(tmp_path: 
         for n in np.flatnonzero(labels == digit)[:40]:
             Image.fromarray(images[n]).resize((32, 32), Image.Resampling.BILINEAR).save(tmp_path / "digits" / str(digit) / f"{n}.png")
     with pytest.warns(UserWarning, match="random backbone"):
-        result = train(
+        train(
             tmp_path / "digits",
             tmp_path / "full",
             backbone=BackboneOptions(alpha=0.35, image_size=32, weights="none"),
-            options=TrainOptions(strategy="full", epochs=10, batch_size=8, augment=False, patience=10, cache_dir=tmp_path / "c"),
+            options=TrainOptions(strategy="full", epochs=10, batch_size=8, augment=False, patience=10, val_split=0.0,
+                                 cache_dir=tmp_path / "c"),
             verbose=0,
         )
-    # metrics.json comes from model.predict: inference mode, the moving statistics.
-    assert result.metrics["test_accuracy"] >= 0.7, result.metrics["test_accuracy"]
+    photos = read_split(tmp_path / "full", "train")
+    spec = PreprocessingSpec(image_size=(32, 32))
+    pixels = np.stack([load_pixels(path, spec) for path, _ in photos]).astype(np.float32)
+    names = sorted({name for _, name in photos})
+    truth = np.array([names.index(name) for _, name in photos])
+    model = keras.saving.load_model(tmp_path / "full" / "model.keras")
+    batch_statistics = np.concatenate([np.asarray(model(pixels[i : i + 8], training=True)) for i in range(0, len(pixels), 8)])
+    fitted = float(np.mean(batch_statistics.argmax(axis=1) == truth))
+    inference = float(np.mean(model.predict(pixels, verbose=0).argmax(axis=1) == truth))
+    # How well a random start fits 102 photos in 10 epochs is a trajectory (0.37 to 1.0 measured on
+    # one AMD EPYC): the check is that inference mode keeps what training mode has, whatever it is.
+    assert inference >= fitted - 0.1, (inference, fitted)
 
 
 def test_hub_backbone_from_a_local_saved_model(colour_photos: Path, tmp_path: Path) -> None:

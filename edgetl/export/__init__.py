@@ -30,10 +30,10 @@ import dataclasses
 import difflib
 import json
 import shutil
-import tempfile
 import time
 import traceback
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,10 @@ from edgetl.export.edgetpu import export_edgetpu
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.parallel import convert_all
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
-from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, read_labels, write_text_atomic
+from edgetl.safety import (
+    check_apart, check_number, check_replaceable, disk_errors, manifest, publish, remove_marked, staging_folder, temporary_folder,
+)
+from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, labels_text, read_labels, write_text_atomic
 
 make_callable(__name__)  # `edgetl.export(...)` runs `export()` below
 
@@ -160,8 +163,8 @@ class ExportOptions:
                 raise EdgetlError(f"Unknown format {name!r}. Valid: all, {', '.join(FORMATS)}.{hint}")
         if not self.formats:
             raise EdgetlError("formats must name at least one format. Received: formats=()")
-        if not 1 <= self.calibration_size <= 10_000:
-            raise EdgetlError(f"calibration_size must be in [1, 10000]. Received: calibration_size={self.calibration_size}")
+        check_number("calibration_size", self.calibration_size, 1, 10_000, integer=True)
+        check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.quantization not in recipes.CHOICES:
             raise EdgetlError(f"quantization must be one of {recipes.CHOICES}. Received: quantization={self.quantization!r}")
         if self.io_dtype not in IO_DTYPES:
@@ -257,6 +260,9 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     meta = read_run_metadata(run_dir)
     import keras
 
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for a truncated file
+        raise EdgetlError(f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
+                          f"Received: {run_dir}")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
@@ -339,7 +345,8 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
     golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
     validation = _validation_pixels(run_dir, options, spec)
-    return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden, validation)
+    return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden,
+                   source_model=run_dir / "model.keras", validation=validation)
 
 
 def _validation_pixels(run_dir: Path, options: ExportOptions, spec: PreprocessingSpec) -> Any:
@@ -374,36 +381,60 @@ def _validate(options: ExportOptions, *, has_train_split: bool) -> None:
 
 
 def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptions,
-            calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path],
-            validation: Any = None) -> ExportReport:
+            calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path], *,
+            source_model: Path, shown_as: Path | None = None, validation: Any = None) -> ExportReport:
+    """Build the export in a staging folder beside `out_dir`, then swap it in whole.
+
+    A killed export leaves the previous export untouched (and a marked staging folder that the
+    next export removes); `export.json` lists the SHA-256 of every file and of `source_model`.
+    The report names `shown_as` (where `out_dir` will finally be) when given. `validation` holds
+    the validation photos `--quantization auto` ranks recipes on.
+    """
     start = time.perf_counter()
     formats = options.resolved_formats
-    out_dir = make_folder(out_dir, "the output folder")
-    for fmt in formats:  # a failed format must not leave an older artefact behind to be verified
-        stale = artefact_path(out_dir, fmt)
-        for path in (stale, sidecar_path(stale)):
-            try:
-                if path.is_file():
-                    path.unlink()
-            except OSError as e:
-                raise EdgetlError(f"Cannot replace the older {path.name}: {e.strerror or e}. Received: {out_dir}") from e
+    out_dir = Path(out_dir)
+    check_replaceable(out_dir, "export", flag="export")
+    check_apart(out_dir, options.calibration_dir, "calibration folder")
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
-    with tempfile.TemporaryDirectory(prefix="edgetl-export-") as tmp:
-        source = ExportSource(model=model, metadata=meta, workdir=Path(tmp), validation=validation)
-        results = convert_all(source, options, formats, out_dir, calib_pixels)
-    preflight = _preflight(out_dir, results)
-    golden, golden_error = None, None
-    runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]
-    if options.golden and runnable and golden_images:
-        golden, golden_error = _golden(out_dir, runnable, golden_images)
-    report = ExportReport(
-        output_dir=out_dir, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
-        edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
-        quantization=_recipes_used(results),
-    )
-    write_text_atomic(out_dir / "export.json", json.dumps(report.to_dict(), indent=2))
+    stage = staging_folder(out_dir, "export", "the output folder")
+    try:
+        with disk_errors(f"the export {shown_as or out_dir}"):
+            with temporary_folder("edgetl-export-") as tmp:
+                source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation)
+                results = convert_all(source, options, formats, stage, calib_pixels)
+            preflight = _preflight(stage, results)
+            golden, golden_error = None, None
+            runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]
+            if options.golden and runnable and golden_images:
+                golden, golden_error = _golden(stage, runnable, golden_images)
+            report = ExportReport(
+                output_dir=stage, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
+                edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
+                quantization=_recipes_used(results),
+            )
+            report = relocated(report, stage, shown_as or out_dir)
+            document = {**report.to_dict(), "manifest": manifest(stage, source_model)}
+            write_text_atomic(stage / "export.json", json.dumps(document, indent=2, allow_nan=False))
+            publish(stage, out_dir)
+    except BaseException:
+        remove_marked(stage)
+        raise
     return report
+
+
+def relocated(report: ExportReport, old: Path, new: Path) -> ExportReport:
+    """The report with every path (and path in a message) under `old` moved under `new`."""
+
+    def move(path: Path | None) -> Path | None:
+        return None if path is None else new / Path(path).relative_to(old) if Path(path).is_relative_to(old) else path
+
+    def text(message: str | None) -> str | None:
+        return None if message is None else message.replace(str(old), str(new))
+
+    results = tuple(dataclasses.replace(r, path=move(r.path), error=text(r.error), detail=text(r.detail)) for r in report.results)
+    return dataclasses.replace(report, output_dir=move(report.output_dir), results=results, golden=move(report.golden),
+                               golden_error=text(report.golden_error))
 
 
 def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
@@ -495,7 +526,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
 
 def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportOptions(), *,
                       weights: str = "imagenet", alpha: float = 1.0, image_size: int = 224,
-                      labels_file: Path | None = None) -> ExportReport:
+                      labels_file: Path | None = None, overwrite: bool = False) -> ExportReport:
     """Export an ImageNet classifier as it is, with its labels, through the same formats.
 
     `out_dir` is laid out like a RUN_DIR (model.keras, labels.txt, preprocessing.json,
@@ -511,15 +542,20 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
         image_size: Square input size. Defaults to 224.
         labels_file: One label per line; required unless `weights="imagenet"` (Keras' 1000 labels).
             Defaults to None.
+        overwrite: Replace an existing `out_dir` that an earlier `export_pretrained` made (never a
+            trained run, nor a folder edgetl did not make). Defaults to False.
 
     Raises:
-        EdgetlError: for an unknown model, bad weights/alpha/size/labels, or missing calibration images.
+        EdgetlError: for an unknown model, bad weights/alpha/size/labels, missing calibration images,
+            or an existing `out_dir` it may not replace.
     """
     entry = PRETRAINED.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, PRETRAINED, n=1)
         raise EdgetlError(f"Unknown pretrained model {name!r}. Valid: {', '.join(PRETRAINED)}." +
                           (f" Did you mean {close[0]!r}?" if close else ""))
+    labels = read_labels(Path(labels_file)) if labels_file is not None else None
+    check_labels(labels or (), str(labels_file))
     if weights == "imagenet" and (alpha not in entry.alphas or image_size not in entry.sizes):
         raise EdgetlError(f"With weights='imagenet', alpha must be one of {entry.alphas} and image_size one of "
                           f"{entry.sizes}. Received: alpha={alpha}, image_size={image_size}")
@@ -528,7 +564,10 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     if not 32 <= image_size <= 1024:
         raise EdgetlError(f"image_size must be in [32, 1024]. Received: image_size={image_size}")
     _validate(options, has_train_split=False)
-    labels = read_labels(Path(labels_file)) if labels_file is not None else None
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
+    check_replaceable(out_dir, "pretrained")
     model, num_classes = _build_pretrained(entry, weights, alpha, image_size)
     labels = labels or _imagenet_labels(num_classes)
     if len(labels) != num_classes:
@@ -538,15 +577,22 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     meta = ModelMetadata(labels=tuple(labels), preprocessing=spec, backbone=name,
                          source_run=f"pretrained:{Path(weights).name if weights != 'imagenet' else 'imagenet'}",
                          edgetl_version=__version__)
-    out_dir = Path(out_dir)
-    _write_run(out_dir, model, meta)
 
     def calib_fn() -> calibration.CalibrationSet:
         return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
                                     seed=options.seed, reference=calibration.IMAGENET_STATS)
 
     golden = _first_images(Path(options.calibration_dir), GOLDEN_IMAGES) if options.calibration_dir else []
-    return _export(model, meta, options.output_dir or out_dir / "export", options, calib_fn, golden)
+    stage = staging_folder(out_dir, "pretrained", "the output folder")
+    try:
+        _write_run(stage, model, meta)
+        report = _export(model, meta, options.output_dir or stage / "export", options, calib_fn, golden,
+                         source_model=stage / "model.keras", shown_as=options.output_dir or out_dir / "export")
+        publish(stage, out_dir)
+    except BaseException:
+        remove_marked(stage)
+        raise
+    return report
 
 
 ANDROID_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "tflite-dynamic")
@@ -629,11 +675,10 @@ def _imagenet_labels(num_classes: int) -> tuple[str, ...]:
 
 def _write_run(out_dir: Path, model: Any, meta: ModelMetadata) -> None:
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         model.save(out_dir / "model.keras")
     except OSError as e:
         raise EdgetlError(f"Cannot write {out_dir}: {e.strerror or e}") from e
-    write_text_atomic(out_dir / "labels.txt", "\n".join(meta.labels) + "\n")
+    write_text_atomic(out_dir / "labels.txt", labels_text(meta.labels))
     write_text_atomic(out_dir / "preprocessing.json", json.dumps(meta.preprocessing.to_dict(), indent=2))
     write_text_atomic(out_dir / "metadata.json", meta.to_json())
 

@@ -63,7 +63,7 @@ from edgetl.runtime.tflite_reader import (
     TM_PROCESS_UNITS,
     TM_STATS,
 )
-from edgetl.spec import METADATA_FILE_NAME, ModelMetadata
+from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, labels_text
 
 LABELS_FILE_NAME = "labels.txt"
 MIN_PARSER_VERSION = "1.0.0"
@@ -201,7 +201,7 @@ def embed(model: bytes, meta: ModelMetadata, *, model_name: str, description: st
     # like MetadataPopulator._populate_associated_files; offsets in the central directory stay
     # relative to the archive start, so zipfile and the Android zip reader both open it.
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(LABELS_FILE_NAME, "\n".join(meta.labels) + "\n")
+        zf.writestr(LABELS_FILE_NAME, labels_text(meta.labels))
         zf.writestr(METADATA_FILE_NAME, meta.to_json())
     return out.getvalue()
 

@@ -20,6 +20,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import DELEGATES
 from edgetl.runtime.classifier import Classifier, Prediction, prediction_records
 from edgetl.runtime.golden import check_golden
+from edgetl.spec import escaped
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +44,7 @@ def _format_table(images: Sequence[str], results: list[list[Prediction]]) -> str
     lines = []
     for image, predictions in zip(images, results, strict=True):
         lines.append(image)
-        lines.extend(f"  {p.score:8.4f}  {p.index:>5}  {p.label}" for p in predictions)
+        lines.extend(f"  {p.score:8.4f}  {p.index:>5}  {escaped(p.label)}" for p in predictions)
     return "\n".join(lines)
 
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clf = Classifier.from_file(args.model, threads=args.threads, delegate=args.delegate, labels=args.labels)
         results = clf.classify(args.images, top_k=args.top_k)
     except EdgetlError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escaped(str(e))}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(prediction_records(args.images, results), indent=2, ensure_ascii=False))
@@ -73,7 +74,7 @@ def _selftest(model: Path, golden: Path) -> int:
     try:
         report = check_golden(model, golden)
     except EdgetlError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escaped(str(e))}", file=sys.stderr)
         return 2
     for check in report.checks:
         print(f"{'ok  ' if check.passed else 'FAIL'} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))

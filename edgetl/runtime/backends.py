@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +77,18 @@ class Backend(Protocol):
         """Run the model on the tensor last fed, nothing else (the benchmark's baseline)."""
 
 
+def max_threads() -> int:
+    """The most interpreter threads edgetl asks for: 4 per core (LiteRT crashed at 50000, and
+    onnxruntime hung at 100000)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def open_backend(path: Path, *, threads: int | None, delegate: str | None) -> Backend:
     """Open `path` on the interpreter its suffix calls for."""
     if delegate is not None and delegate not in DELEGATES:
         raise EdgetlError(f"delegate must be one of {DELEGATES} or None. Received: delegate={delegate!r}")
-    if threads is not None and threads < 1:
-        raise EdgetlError(f"threads must be at least 1. Received: threads={threads}")
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise EdgetlError(f"threads must be in [1, {max_threads()}] (4 per CPU core here). Received: threads={threads}")
     if path.suffix.lower() == ".onnx":
         if delegate is not None:
             raise EdgetlError(f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}")

@@ -7,6 +7,7 @@ and `dequantize_output` (raw output -> float32 scores).
 
 from __future__ import annotations
 
+import math
 import dataclasses
 import warnings
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from edgetl.runtime.image import image_to_pixels, load_image
 from edgetl.runtime.metadata import FileInfo, read_onnx_info, read_tflite_info
 from edgetl.runtime.pipeline import decode_ahead
 from edgetl.runtime.tflite_reader import EDGETPU_CUSTOM_OP, TFLITE_IDENTIFIER
-from edgetl.spec import ModelMetadata, PreprocessingSpec, read_labels
+from edgetl.spec import ModelMetadata, PreprocessingSpec, check_regular_file, printable, read_labels
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
 
@@ -37,7 +38,8 @@ class Prediction:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "index": self.index, "score": self.score}
+        # A NaN or infinite score (a broken model) is null: the JSON stays valid.
+        return {"label": self.label, "index": self.index, "score": self.score if math.isfinite(self.score) else None}
 
 
 def prediction_records(images: Sequence[str | Path | Image.Image], results: list[list[Prediction]]) -> list[dict[str, Any]]:
@@ -136,7 +138,7 @@ class Classifier:
         backend.prepare()
         spec = _resolve_spec(info, backend.input, path)
         num_classes = _num_classes(backend.output, path)
-        labels = _resolve_labels(info, labels, num_classes)
+        labels = _resolve_labels(info, labels, num_classes, path)
         return cls(path, backend, labels=labels, spec=spec, metadata=info.metadata, threads=threads)
 
     def quantize_input(self, pixels: np.ndarray) -> np.ndarray:
@@ -243,6 +245,7 @@ def _read_model_bytes(path: Path) -> bytes:
     suffix = path.suffix.lower()
     if path.is_dir():
         raise EdgetlError(f"Expected a model file, got a directory. Received: {path}")
+    check_regular_file(path, "Model file")
     if suffix not in MODEL_SUFFIXES:
         raise EdgetlError(f"Model files must end in one of {MODEL_SUFFIXES}. Received: {path}")
     try:
@@ -310,19 +313,22 @@ def _per_channel(values: tuple[float, ...]) -> tuple[float, float, float]:
 
 
 def _num_classes(tensor: TensorInfo, path: Path) -> int:
-    if len(tensor.shape) < 2:
-        raise EdgetlError(f"The model's output is not a score vector per image. Received: output shape {tensor.shape} in {path.name}")
-    return int(np.prod(tensor.shape[1:]))
+    """The class count of a (batch, classes) output; (batch, 1, 1, classes) is accepted too."""
+    classes = [int(d) for d in tensor.shape[1:]]
+    if len(tensor.shape) < 2 or sum(d != 1 for d in classes) > 1 or min(classes) < 1:
+        raise EdgetlError(f"The model's output is not a score vector per image (batch, classes), so it is not an image "
+                          f"classifier. Received: output shape {tuple(tensor.shape)} in {printable(path.name)}")
+    return max(classes)
 
 
-def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes: int) -> tuple[str, ...]:
+def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes: int, path: Path) -> tuple[str, ...]:
     """An explicit labels file, else edgetl's metadata, else TFLite metadata, else the indices."""
     if labels_file is not None:
         labels, source = read_labels(Path(labels_file)), str(labels_file)
     elif info.metadata is not None:
         labels, source = info.metadata.labels, "the model's edgetl.json"
     elif info.labels is not None:
-        labels, source = info.labels, "the model's TFLite metadata"
+        labels, source = info.labels, f"the model's {'ONNX metadata_props' if path.suffix.lower() == '.onnx' else 'TFLite metadata'}"
     else:
         return tuple(str(i) for i in range(num_classes))
     if len(labels) != num_classes:

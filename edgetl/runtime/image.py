@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgetl.errors import EdgetlError
-from edgetl.spec import PreprocessingSpec
+from edgetl.spec import PreprocessingSpec, check_regular_file
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Larger images are refused: a 64-megapixel photo is already beyond any phone camera, and
@@ -38,6 +38,7 @@ def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if path.is_dir():
         raise EdgetlError(f"Expected an image file, got a directory. Received: {path}")
+    check_regular_file(path, "Image file")
     try:
         with _open_image(path) as img:
             width, height = img.size

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,11 +84,30 @@ def read_sidecar(path: Path) -> ModelMetadata | None:
         raise EdgetlError(f"Cannot read the model's sidecar metadata. Received: {sidecar} ({e})") from e
 
 
+MAX_EMBEDDED_FILE_BYTES = 4 << 20
+"""Most bytes read (decompressed) from one file zipped onto a .tflite: labels and edgetl.json
+are kilobytes; a few MB of deflated zeros would otherwise inflate to gigabytes on a Pi."""
+MAX_EMBEDDED_FILES = 64
+
+
 def zip_entries(data: bytes) -> dict[str, bytes]:
-    """The associated files zipped onto the end of a .tflite (empty if there are none)."""
+    """The associated files zipped onto the end of a .tflite (empty if there are none).
+
+    Each file is read streaming, at most `MAX_EMBEDDED_FILE_BYTES`; a larger, unreadable or
+    excess file is left out with a warning, so a zip bomb never allocates.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
+            entries = {}
+            for number, info in enumerate(archive.infolist()):
+                content = _bounded_entry(archive, info) if number < MAX_EMBEDDED_FILES else None
+                if content is None:
+                    warnings.warn(f"Ignored the file {info.filename!r} zipped into the model: larger than "
+                                  f"{MAX_EMBEDDED_FILE_BYTES >> 20} MB, unreadable, or beyond the first "
+                                  f"{MAX_EMBEDDED_FILES}.", stacklevel=2)
+                    continue
+                entries[info.filename] = content
+            return entries
     except zipfile.BadZipFile:
         return {}
 
@@ -96,6 +117,17 @@ def _axis_labels(standard: TfliteMetadata, archive: dict[str, bytes]) -> tuple[s
     if standard.labels_file not in archive:
         return None
     return parse_labels(archive[standard.labels_file].decode("utf-8"))
+
+
+def _bounded_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
+    if info.file_size > MAX_EMBEDDED_FILE_BYTES:  # the header can lie: the read is bounded too
+        return None
+    try:
+        with archive.open(info) as handle:
+            content = handle.read(MAX_EMBEDDED_FILE_BYTES + 1)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error, OSError):
+        return None
+    return content if len(content) <= MAX_EMBEDDED_FILE_BYTES else None
 
 
 def parse_labels(text: str) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     _mount_tmpfs(disk, "1m")
     (disk / "export").mkdir()
     (disk / "export" / "model_onnx.onnx").write_bytes(b"an older export")
+    (disk / "export" / ".edgetl-run").write_text('{"kind": "export"}')  # an export edgetl made
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
@@ -78,7 +79,7 @@ def test_disk_full_during_export_keeps_whole_artefacts_only(run: Path, small_dis
 def test_read_only_output_folder_during_export(run: Path, read_only_disk: Path) -> None:
     result = runner.invoke(app, ["export", str(run), "--formats", "onnx", "--no-golden", "--out", str(read_only_disk / "export")])
     assert result.exit_code == 2, result.output
-    assert result.stderr == (f"error: Cannot replace the older model_onnx.onnx: Read-only file system. "
+    assert result.stderr == (f"error: Cannot create the output folder: Read-only file system. "
                              f"Received: {read_only_disk / 'export'}\n")
     assert (read_only_disk / "export" / "model_onnx.onnx").read_bytes() == b"an older export"
 
