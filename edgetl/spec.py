@@ -141,6 +141,16 @@ class ModelMetadata:
             raise EdgetlError(f"Model metadata ({METADATA_FILE_NAME}) is malformed: {e}") from e
 
 
+METADATA_MARKER_KEYS = frozenset({"labels", "preprocessing", "edgetl_version"})
+"""Keys every `edgetl.json` has (`ModelMetadata.to_json` always writes them): how a sidecar
+`{stem}.json` is told apart from a user's own JSON file of the same name."""
+
+
+def is_edgetl_metadata(data: Any) -> bool:
+    """True when a parsed JSON document is edgetl's metadata, not some other JSON file."""
+    return isinstance(data, dict) and METADATA_MARKER_KEYS <= data.keys()
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Read a labels file: one class name per line, blank lines at the end ignored."""
     try:

@@ -116,23 +116,31 @@ def test_one_failing_format_keeps_the_others(tiny_run: Path, tmp_path_factory: p
     run = copy_run(tiny_run, tmp_path_factory, "failing")
     # A folder where the ONNX file must go: its write fails for real, after conversion.
     artefact_path(run / "export", "onnx").mkdir(parents=True)
-    formats = "tflite-int8,onnx" + ("" if compiler_path() else ",edgetpu")  # no compiler: edgetpu fails too
-    result = runner.invoke(app, ["export", str(run), "--formats", formats, "--io-dtype", "uint8", "--no-golden"])
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,onnx", "--io-dtype", "int8", "--no-golden"])
     assert result.exit_code == 1, result.output
     assert "onnx failed" in result.stderr
     int8 = artefact_path(run / "export", "tflite-int8")
     assert int8.is_file() and int8.with_suffix(".json").is_file()
     report = json.loads((run / "export" / "export.json").read_text())
-    assert [r["format"] for r in report["results"] if r["error"]] == ["onnx", "edgetpu"][: len(formats.split(",")) - 1]
-    if not compiler_path():
-        assert "edgetpu_compiler is not on PATH" in result.stderr
-        preflight = json.loads((run / "export" / "model_edgetpu_preflight.json").read_text())
-        assert preflight["fully_mappable"]
-        assert not any("dynamic batch" in note for note in preflight["notes"])
+    assert [r["format"] for r in report["results"] if r["error"]] == ["onnx"]
+    # Not a terminal: one progress line per format, no escape codes.
+    assert "==> tflite-int8: model_tflite-int8.tflite" in result.stdout and "==> onnx: failed" in result.stdout
+    assert "\x1b" not in result.stdout
     from edgetl.runtime import Classifier
 
     clf = Classifier.from_file(int8)
-    assert clf.input_info.dtype == "uint8" and clf.output_info.dtype == "uint8"
+    assert clf.input_info.dtype == "int8" and clf.output_info.dtype == "int8"
+
+
+@pytest.mark.skipif(compiler_path() is not None, reason="edgetpu_compiler is installed here")
+def test_missing_edgetpu_compiler_stops_before_any_conversion(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = copy_run(tiny_run, tmp_path_factory, "no-compiler")
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,edgetpu"])
+    assert result.exit_code == 2, result.output
+    int8 = run / "export" / "model_tflite-int8.tflite"
+    assert result.stderr.startswith("error: edgetpu_compiler is not on PATH") and len(result.stderr.splitlines()) == 1
+    assert f"edgetpu_compiler -s -o {int8.parent} {int8}" in result.stderr
+    assert not (run / "export").exists()
 
 
 def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
@@ -140,7 +148,7 @@ def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(EdgetlError, match="Did you mean 'tflite-int8'"):
         ExportOptions(formats=("tflite_int8",))
     with pytest.raises(EdgetlError, match="io_dtype is set but none of the requested formats"):
-        export(tmp_path, ExportOptions(formats=("tflite-fp32",), io_dtype="uint8"))
+        export(tmp_path, ExportOptions(formats=("tflite-fp32",), io_dtype="int8"))
     with pytest.raises(EdgetlError, match="onnx_opset must be in"):
         ExportOptions(onnx_opset=9)
     with pytest.raises(EdgetlError, match="need calibration images"):

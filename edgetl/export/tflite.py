@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MODES = ("fp32", "dynamic", "fp16", "int8")
 
 
-def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "int8",
+def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "uint8",
             batch: int | None = None) -> bytes:
     """Convert the source model to a TFLite flatbuffer in one of `MODES` (no metadata yet)."""
     import tensorflow as tf
@@ -75,7 +75,7 @@ def export_tflite_fp16(source: ExportSource, opts: ExportOptions, out: Path, cal
 
 
 def export_tflite_int8(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
-    """Full-integer TFLite: int8 weights and activations, int8 or uint8 input/output."""
+    """Full-integer TFLite: int8 weights and activations, uint8 (default) or int8 input/output."""
     data = convert(source, "int8", calib=calib, io_dtype=opts.io_dtype)
     return finish(source, data, "tflite-int8", out,
                   quantization=f"full integer int8, {opts.io_dtype} input/output, per-channel weights",

@@ -17,6 +17,7 @@ follow `tensorflow/lite/schema/schema.fbs` and `tflite-support/.../metadata_sche
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import flatbuffers.number_types as nt
 from flatbuffers.table import Table
 
 from edgetl.errors import EdgetlError
-from edgetl.spec import METADATA_FILE_NAME, ModelMetadata
+from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, is_edgetl_metadata
 
 TFLITE_IDENTIFIER = b"TFL3"
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -155,14 +156,23 @@ def read_onnx_info(path: Path, props: dict[str, str]) -> FileInfo:
 
 
 def read_sidecar(path: Path) -> ModelMetadata | None:
-    """Read `{stem}.json` beside the model, if there is one."""
+    """Read `{stem}.json` beside the model, if there is one and it is edgetl's.
+
+    A user's own `NAME.json` beside `NAME.tflite` (not JSON, or JSON without edgetl's keys) is
+    not metadata: it is ignored, silently, as if it were not there.
+    """
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return None
     try:
-        return ModelMetadata.from_json(sidecar.read_bytes())
+        raw = sidecar.read_bytes()
     except OSError as e:
         raise EdgetlError(f"Cannot read the model's sidecar metadata. Received: {sidecar} ({e})") from e
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        return None
+    return ModelMetadata.from_json(raw) if is_edgetl_metadata(data) else None
 
 
 def zip_entries(data: bytes) -> dict[str, bytes]:
