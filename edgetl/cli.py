@@ -157,11 +157,12 @@ def train(
             device=device.value, precision=precision.value, data_parallel=data_parallel,
         )
         return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
-                         verbose=2 if json_output and not quiet else keras_verbosity(quiet))
+                         verbose=keras_verbosity(quiet))
 
     if not quiet:
         show_progress(err_console if json_output else console)
-    # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr.
+    # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr (and
+    # keras_verbosity, called inside, judges that stream).
     with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
         result = _run(run)
     metrics = result.metrics

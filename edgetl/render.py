@@ -14,6 +14,7 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 LOG_WIDTH = 10_000
 """Width of a console that writes to a file or pipe: wide enough that no table is cut."""
@@ -45,7 +46,7 @@ class _ConsoleHandler(logging.Handler):
         self._console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._console.print(f"[bold cyan]==>[/] {record.getMessage()}", highlight=False)
+        self._console.print(f"[bold cyan]==>[/] {escape(record.getMessage())}", highlight=False)
 
 
 def show_progress(console: Console) -> None:

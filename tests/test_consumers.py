@@ -40,6 +40,8 @@ def test_default_int8_export_has_uint8_io(exported: Exported) -> None:
 
     clf = Classifier.from_file(exported.run / "export" / "model_tflite-int8.tflite")
     assert (clf.input_info.dtype, clf.output_info.dtype) == ("uint8", "uint8")
+    # The identity: the uint8 input is the pixel itself, as MediaPipe and Coral's examples feed it.
+    assert (clf.input_info.scale, clf.input_info.zero_point) == (1.0, 0)
 
 
 @pytest.mark.parametrize("fmt", TFLITE_FORMATS)
@@ -67,9 +69,12 @@ def test_mediapipe_image_classifier_reads_every_tflite_export(exported: Exported
 
 @pytest.mark.parametrize("fmt", ["tflite-fp32", "tflite-int8"])
 def test_tflite_support_metadata_reader_reads_labels_and_normalization(exported: Exported, fmt: str) -> None:
+    # The reader itself, not `tflite_support`, whose __init__ loads Task Library protos that need
+    # protobuf < 4 (TensorFlow needs 5+): hence `pip install --no-deps tflite-support`.
     metadata = pytest.importorskip(
-        "tflite_support.metadata",
-        reason="needs tflite-support 0.4.4 (Python <= 3.11 wheels, libusb-1.0-0 from apt); .ci/run installs both",
+        "tensorflow_lite_support.metadata.python.metadata",
+        reason="needs tflite-support 0.4.4 (pip install --no-deps; Python <= 3.11) and libusb-1.0-0 (apt); .ci/run installs both",
+        exc_type=ImportError,
     )
     model = exported.run / "export" / f"model_{fmt}.tflite"
     displayer = metadata.MetadataDisplayer.with_model_file(str(model))
