@@ -93,7 +93,9 @@ def plot_parity(report: Any, path: Path) -> None:
         axes[2].set(yticks=y, yticklabels=[], xlim=_zoom([*accuracies, *floors, reference], top=100),
                     xlabel=f"accuracy (%); dashed: float model {reference:.1f}%")
     for axis in axes:
-        axis.invert_yaxis()  # table order, top to bottom
+        axis.set_ylim(len(names) - 0.5, -0.8)  # table order, top to bottom; room for the top tick's label
+    for axis in (axes[0], axes[2]) if report.labelled else axes[:1]:
+        axis.set_xticks([t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= 100])  # the room right of 100 is for labels
     fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'} "
                  "(black ticks: thresholds)")
     fig.tight_layout()
