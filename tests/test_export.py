@@ -70,7 +70,7 @@ def test_tflite_metadata_round_trips(exported: Exported) -> None:
         assert standard.mean == (0.0, 0.0, 0.0) and standard.std == (1.0, 1.0, 1.0)
         assert standard.min_parser_version == "1.0.0"
     int8 = json.loads(artefact_path(exported.run / "export", "tflite-int8").with_suffix(".json").read_text())
-    assert int8["extra"]["input"]["dtype"] == "int8" and int8["extra"]["output"]["dtype"] == "int8"
+    assert int8["extra"]["input"]["dtype"] == "uint8" and int8["extra"]["output"]["dtype"] == "uint8"
     assert int8["extra"]["calibration_images"] > 0
 
 

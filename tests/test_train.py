@@ -129,6 +129,15 @@ def test_a_model_at_chance_is_reported_as_not_learned(tmp_path: Path) -> None:
     assert result.metrics["learned"] is False and result.metrics["chance_accuracy"] == 0.5
 
 
+def test_scratch_defaults_to_its_own_budget_and_learns(colour_photos: Path, tmp_path: Path) -> None:
+    from edgetl.train import SCRATCH_EPOCHS
+
+    assert TrainOptions(strategy="scratch").resolved_epochs == SCRATCH_EPOCHS > TrainOptions().resolved_epochs == 10
+    result = train(colour_photos, tmp_path / "run", backbone=BackboneOptions(image_size=32, weights="none"),
+                   options=TrainOptions(strategy="scratch", batch_size=8, cache_dir=tmp_path / "c"), verbose=0)
+    assert result.metrics["learned"] is True and result.metrics["test_accuracy"] >= 0.8
+
+
 def test_train_output_in_a_log_is_plain_and_json_is_clean(colour_photos: Path, tmp_path: Path) -> None:
     """Not a terminal (CliRunner): stage lines and one line per epoch, no progress-bar escape codes."""
     args = ["train", str(colour_photos), "--weights", "none", "--alpha", "0.35", "--image-size", "32", "--epochs", "2",
