@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -209,6 +210,9 @@ class TfliteBackend:
         self._shape = shape
 
 
+_STDERR_LOCK = threading.Lock()
+
+
 @contextmanager
 def _without_tflite_info() -> Iterator[None]:
     """Drop TFLite's `INFO: ...` lines ("Created TensorFlow Lite XNNPACK delegate for CPU.").
@@ -223,9 +227,9 @@ def _without_tflite_info() -> Iterator[None]:
     if fd < 0:
         yield
         return
-    sys.__stderr__.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as captured:
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:  # threads opening models take turns
+        sys.__stderr__.flush()
+        saved = os.dup(fd)
         os.dup2(captured.fileno(), fd)
         try:
             yield
