@@ -122,9 +122,9 @@ def test_a_model_at_chance_is_reported_as_not_learned(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (tmp_path / "noise" / name).mkdir(parents=True)
         for i in range(30):
-            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "noise" / name / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "noise" / name / f"{i}.png")
     with pytest.warns(UserWarning, match=r"The scratch model did not learn: test accuracy .* within noise of chance \(50\.0%"):
-        result = train(tmp_path / "noise", tmp_path / "run", backbone=BackboneOptions(image_size=24, weights="none"),
+        result = train(tmp_path / "noise", tmp_path / "run", backbone=BackboneOptions(image_size=32, weights="none"),
                        options=TrainOptions(strategy="scratch", epochs=2, cache_dir=tmp_path / "c"), verbose=0)
     assert result.metrics["learned"] is False and result.metrics["chance_accuracy"] == 0.5
 
