@@ -283,13 +283,20 @@ def build_head(num_classes: int, dropout: float) -> "keras.Model":
 
 
 def build_scratch_cnn(image_size: int, num_classes: int) -> "keras.Model":
-    """The from-scratch baseline: 4 conv blocks (32/64/128/256), dropout, dense 256."""
+    """The from-scratch baseline: 4 conv blocks (32/64/128/256, each conv + batch-norm + ReLU), dropout, dense 256.
+
+    Without batch-norm it stayed at chance on 350 cats/dogs photos at 128 px for its first
+    epochs, so the transfer gain was measured against a baseline that never learned. Momentum
+    0.9 keeps the moving statistics in step with a short run (see `train.FULL_BATCH_NORM_MOMENTUM`).
+    """
     import keras
 
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = normalization_layers("unit")[0](inputs)
     for filters in (32, 64, 128, 256):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.3)(x)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-from rich.console import Console
 
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
+from edgetl.render import keras_verbosity, make_console, show_progress
 from edgetl.spec import escaped
 
 app = typer.Typer(
@@ -28,8 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 T = TypeVar("T")
 
@@ -44,6 +44,24 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except KeyboardInterrupt:
         err_console.print("error: interrupted", markup=False, highlight=False)
         raise typer.Exit(code=130) from None
+
+
+TOOLCHAIN = {"train": ("keras",), "verify": ("keras",), "export": ("tensorflow", "keras"), "demo": ("tensorflow", "keras")}
+"""What each command beyond the device runtime imports; `pip install edgetl[runtime]` has none of it."""
+
+
+def _require_toolchain(command: str) -> None:
+    """Say in one line what to install when a device install runs a training-side command (exit 2)."""
+    import importlib.util
+
+    missing = [name for name in TOOLCHAIN[command] if importlib.util.find_spec(name) is None]
+    if missing:
+        err_console.print(
+            f"error: `edgetl {command}` needs the full toolchain ({', '.join(missing)} missing here): "
+            "pip install 'edgetl[full]'. This install runs predict, inspect, bench and selftest.",
+            markup=False, highlight=False,
+        )
+        raise typer.Exit(code=2)
 
 
 def _version_callback(value: bool) -> None:
@@ -113,7 +131,7 @@ def train(
     weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.")] = "imagenet",
     image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).")] = None,
     strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features; full: train every layer.")] = Strategy.feature_extract,
-    epochs: Annotated[int, typer.Option(help="Epochs of the head (or of the scratch CNN).")] = 10,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs of the head, or of the whole network for scratch and full (default: 10; 40 for scratch, which starts from random weights).")] = None,
     fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).")] = None,
     fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.")] = 10,
     learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.")] = 1e-3,
@@ -131,8 +149,14 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing RUN_DIR (only once the new run is whole).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this RUN_DIR from its last finished epoch.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run's metrics as JSON on stdout (progress goes to stderr).")] = False,
 ) -> None:
     """Train a transfer-learning classifier on a folder of labelled photos."""
+    _require_toolchain("train")
+    import contextlib
+    import json
+    import sys
+
     from edgetl.backbones import BackboneOptions
     from edgetl.train import TrainOptions
     from edgetl.train import train as train_api
@@ -145,12 +169,24 @@ def train(
             augment=augment, val_split=val_split, test_split=test_split, subset=subset, seed=seed, strict=strict,
             device=device.value, precision=precision.value, data_parallel=data_parallel,
         )
-        return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume, verbose=0 if quiet else "auto")
+        return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
+                         verbose=keras_verbosity(quiet))
 
-    result = _run(run)
+    if not quiet:
+        show_progress(err_console if json_output else console)
+    # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr (and
+    # keras_verbosity, called inside, judges that stream).
+    with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
+        result = _run(run)
     metrics = result.metrics
+    if json_output:
+        typer.echo(json.dumps({"run_dir": str(result.run_dir), **metrics}, indent=2, ensure_ascii=False))
+        return
     summary = ", ".join(f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}" for split in ("val", "test") if f"{split}_accuracy" in metrics)
     console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
+    if "fine_tune" in metrics:
+        ft = metrics["fine_tune"]
+        console.print(f"Kept: {ft['kept']} (val accuracy: head {ft['head_val_accuracy']:.3f}, fine-tuned {ft['fine_tuned_val_accuracy']:.3f})", highlight=False)
     console.print(f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)")
     console.print(f"Next: edgetl export {result.run_dir}")
 
@@ -183,7 +219,7 @@ def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoi
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
-    images: Annotated[list[Path], typer.Argument(help="Photos to classify.")],
+    images: Annotated[list[Path], typer.Argument(help="Photos to classify, or folders: every photo below them, sorted.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes shown per photo.")] = 3,
     labels: Annotated[Optional[Path], typer.Option(help="Labels file (one per line) overriding the model's own labels.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
@@ -194,8 +230,10 @@ def predict(
     import json
 
     from edgetl.runtime.classifier import prediction_records
+    from edgetl.runtime.image import expand_image_paths
 
     clf = _open_classifier(model, threads=threads, delegate=delegate, labels=labels)
+    images = _run(expand_image_paths, images)
     results = _run(clf.classify, images, top_k=top_k)
     if json_output:
         typer.echo(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
@@ -276,8 +314,8 @@ def selftest(
 
 
 class IoDtype(str, Enum):
-    int8 = "int8"
     uint8 = "uint8"
+    int8 = "int8"
 
 
 def _split_formats(values: list[str]) -> tuple[str, ...]:
@@ -290,7 +328,7 @@ def export_command(
     formats: Annotated[list[str], typer.Option("--formats", "-f", help="Comma-separated or repeated: all (default), tflite-fp32, tflite-dynamic, tflite-fp16, tflite-int8, onnx, onnx-int8, edgetpu.")] = ["all"],  # noqa: B006
     calibration_size: Annotated[int, typer.Option(help="Most images in the int8 calibration set, drawn stratified from the training split.")] = 200,
     calibration_dir: Annotated[Optional[Path], typer.Option(help="Folder of representative photos to calibrate int8 on instead of the training split (needed with --pretrained).")] = None,
-    io_dtype: Annotated[IoDtype, typer.Option(help="Input/output type of the int8 TFLite model.")] = IoDtype.int8,
+    io_dtype: Annotated[IoDtype, typer.Option(help="Input/output type of the int8 TFLite model: uint8 (what MediaPipe, the TFLite Task Library and Coral read) or int8.")] = IoDtype.uint8,
     onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
     quantization: Annotated[str, typer.Option(help="Int8 recipe: default (minmax), minmax, percentile, entropy, or auto (the best by agreement on the validation split).")] = "default",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.")] = None,
@@ -305,6 +343,7 @@ def export_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a run (or a pretrained ImageNet classifier) to TFLite and ONNX with embedded metadata."""
+    _require_toolchain("export")
     import json
 
     from edgetl.export import ExportOptions, copy_to_android_assets, export, export_pretrained
@@ -325,6 +364,7 @@ def export_command(
                                      labels_file=labels, overwrite=overwrite)
         return export(run_dir, options)
 
+    show_progress(err_console if json_output else console)
     report = _run(run)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -378,6 +418,7 @@ def verify_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
+    _require_toolchain("verify")
     import json
 
     from edgetl.verify import verify
@@ -493,12 +534,15 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the whole pipeline offline on handwritten digits: train, export, verify, predict (a few minutes on a CPU)."""
+    _require_toolchain("demo")
     from edgetl.demo import run_demo
 
     def say(message: str) -> None:
         console.print(f"[bold cyan]==>[/] {message}", highlight=False)
 
-    report = _run(run_demo, out, overwrite=overwrite, verbose=0 if quiet else "auto", progress=say)
+    if not quiet:
+        show_progress(console)
+    report = _run(run_demo, out, overwrite=overwrite, verbose=keras_verbosity(quiet), progress=say)
     _print_export(report.export)
     _print_verify(report.verify)
     for image, truth, top in report.predictions:

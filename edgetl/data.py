@@ -15,7 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,8 @@ class Splits:
         train: Photos to fit on.
         val: Photos for early stopping and checkpoint choice.
         test: Held-out photos, never seen in training.
+        origin: How each split was made, by split name: a folder the user made ("test/") or
+            the photos taken from another one ("taken from train/, 15% of each class").
     """
 
     data_dir: Path
@@ -70,6 +72,14 @@ class Splits:
     train: LabelledFiles
     val: LabelledFiles
     test: LabelledFiles
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """Photos per split and where they came from: "train 210 (train/), val 45 (taken from train/, 15% ...)"."""
+        return ", ".join(
+            f"{name} {len(getattr(self, name))}" + (f" ({self.origin[name]})" if name in self.origin else "")
+            for name in SPLIT_NAMES
+        )
 
     def to_json(self) -> str:
         """`splits.json`: per split, file paths relative to `data_dir` and each file's class."""
@@ -165,6 +175,8 @@ def load_splits(
         EdgetlError: for bad folders or split fractions.
     """
     root = Path(data_dir).expanduser().resolve()
+    if not root.exists():
+        raise EdgetlError(f"DATA_DIR does not exist. Received: {data_dir}")
     for name, value in (("val_split", val_split), ("test_split", test_split)):
         if not 0 <= value < 1:
             raise EdgetlError(f"{name} must be in [0, 1). Received: {name}={value}")
@@ -184,11 +196,18 @@ def load_splits(
                 parts[split] = _subset(files, subset, rng)
         fractions = {"val": val_split if "val" not in parts else 0.0, "test": test_split if "test" not in parts else 0.0}
         drawn = _stratified_split(parts["train"], fractions, rng)
+        origin = {split: f"{folder.name}/" for split, folder in predefined.items()}
+        origin |= {split: _drawn(predefined["train"], fraction) for split, fraction in fractions.items() if fraction > 0}
         parts = {**drawn, **{k: v for k, v in parts.items() if k != "train"}}
     else:
         names, pool = scan_classes(root)
         parts = _stratified_split(_subset(pool, subset, rng), {"val": val_split, "test": test_split}, rng)
-    return Splits(root, names, parts["train"], parts["val"], parts["test"])
+        origin = {"train": f"{root.name}/", "val": _drawn(root, val_split), "test": _drawn(root, test_split)}
+    return Splits(root, names, parts["train"], parts["val"], parts["test"], origin)
+
+
+def _drawn(folder: Path, fraction: float) -> str:
+    return f"taken from {folder.name}/, {fraction:.0%} of each class" if fraction > 0 else "none asked for"
 
 
 def _predefined_split_dirs(root: Path) -> dict[str, Path]:

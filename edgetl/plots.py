@@ -1,9 +1,10 @@
-"""Pictures a person would rather look at than JSON: training curves and a confusion matrix."""
+"""Pictures a person would rather look at than JSON: training curves, a confusion matrix, parity."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,65 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path, *, titl
     ax.set_title(f"Confusion matrix ({title})" if title else "Confusion matrix")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_parity(report: Any, path: Path) -> None:
+    """parity.png: per artefact, top-1 agreement, max |Δprob| and accuracy, each with its threshold.
+
+    Axes are zoomed to the figures (a 2-point accuracy drop spans a visible length), every
+    threshold tick is labelled with its value, and each bar carries its own value; no legend
+    covers a bar.
+    """
+    plt = pyplot()
+    results = report.results
+    names = [r.format for r in results]
+    # An artefact that could not be compared (another run's labels or input size) has NaN
+    # figures: drawn as the worst case, not left to matplotlib's warnings.
+    agreements = np.nan_to_num([100 * r.top1_agreement for r in results], nan=0.0)
+    diffs = np.clip(np.nan_to_num([r.max_abs_diff for r in results], nan=1.0, posinf=1.0), 1e-9, 1.0)
+    colours = ["tab:green" if r.passed else "tab:red" for r in results]
+    fig, axes = plt.subplots(1, 3 if report.labelled else 2, figsize=(14 if report.labelled else 10, 1.6 + 0.45 * len(names)))
+    y = np.arange(len(names))
+    minimums = [100 * r.threshold["min_agreement"] for r in results]
+    _bars(axes[0], y, agreements, colours, [f"{v:.1f}%" for v in agreements], minimums, [f"≥{m:g}%" for m in minimums])
+    axes[0].set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=_zoom([*agreements, *minimums], top=100))
+    atols = [r.threshold["atol"] for r in results]
+    _bars(axes[1], y, diffs, colours, [f"{v:.0e}" for v in diffs], atols, [f"≤{a:.0e}" if a is not None else "" for a in atols])
+    axes[1].set(xscale="log", yticks=y, yticklabels=[], xlabel="max |Δprobability| (log)", xlim=(min(diffs.min(), 1e-7) / 3, 3.0))
+    if report.labelled:
+        reference = 100 * report.reference["accuracy"]
+        accuracies = np.array([100 * (r.accuracy or 0) for r in results])
+        floors = [reference - 100 * r.threshold["max_accuracy_drop"] for r in results]
+        _bars(axes[2], y, accuracies, colours, [f"{v:.1f}%" for v in accuracies], floors, [f"≥{f:.1f}%" for f in floors])
+        axes[2].axvline(reference, color="black", ls="--", lw=1)
+        axes[2].set(yticks=y, yticklabels=[], xlim=_zoom([*accuracies, *floors, reference], top=100),
+                    xlabel=f"accuracy (%); dashed: float model {reference:.1f}%")
+    for axis in axes:
+        axis.set_ylim(len(names) - 0.5, -0.8)  # table order, top to bottom; room for the top tick's label
+    for axis in (axes[0], axes[2]) if report.labelled else axes[:1]:
+        axis.set_xticks([t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= 100])  # the room right of 100 is for labels
+    fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'} "
+                 "(black ticks: thresholds)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _bars(ax: Any, y: np.ndarray, values: Sequence[float], colours: Sequence[str], texts: Sequence[str],
+          thresholds: Sequence[float | None], threshold_texts: Sequence[str]) -> None:
+    """Horizontal bars with their value at the end, and a labelled black threshold tick on each."""
+    ax.barh(y, values, color=colours, height=0.6)
+    for i, (value, text, threshold, label) in enumerate(zip(values, texts, thresholds, threshold_texts)):
+        ax.text(value, i, f" {text}", va="center", ha="left", fontsize=7)
+        if threshold is not None:
+            ax.plot([threshold] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+            ax.text(threshold, i - 0.42, label, va="bottom", ha="center", fontsize=6)
+
+
+def _zoom(values: Sequence[float], *, top: float) -> tuple[float, float]:
+    """x limits around percentages: 3 points below the lowest, room for the value labels above."""
+    low = max(0.0, min(values) - 3.0)
+    high = max(top, max(values))
+    return low, high + 0.25 * (high - low) + 0.5
 
 
 def save_figure(fig, path: Path) -> None:

@@ -213,6 +213,16 @@ def check_regular_file(path: Path, what: str) -> None:
                           f"Received: {escaped(str(path))}")
 
 
+METADATA_MARKER_KEYS = frozenset({"labels", "preprocessing", "edgetl_version"})
+"""Keys every `edgetl.json` has (`ModelMetadata.to_json` always writes them): how a sidecar
+`{stem}.json` is told apart from a user's own JSON file of the same name."""
+
+
+def is_edgetl_metadata(data: Any) -> bool:
+    """True when a parsed JSON document is edgetl's metadata, not some other JSON file."""
+    return isinstance(data, dict) and METADATA_MARKER_KEYS <= data.keys()
+
+
 def read_labels(path: Path) -> tuple[str, ...]:
     """Read a labels file: one class name per line, blank lines at the end ignored."""
     check_regular_file(Path(path), "Labels file")

@@ -473,6 +473,8 @@ def write_reports(report: VerifyReport, export_dir: Path) -> None:
 
     write_text_atomic(export_dir / "verify.json", json.dumps(report.to_dict(), indent=2))
     write_text_atomic(export_dir / "verify.md", render_markdown(report))
+    from edgetl.plots import plot_parity
+
     plot_parity(report, export_dir / "parity.png")
 
 
@@ -523,43 +525,6 @@ def render_markdown(report: VerifyReport) -> str:
                   f"{r['artefact']['float_label_score']:.3f}) |" for r in rows]
     lines += ["", f"Verdict: {'PASS' if report.passed else 'FAIL'}", ""]
     return "\n".join(lines)
-
-
-def plot_parity(report: VerifyReport, path: Path) -> None:
-    """parity.png: top-1 agreement and max |Δprob| per artefact, with the thresholds."""
-    from edgetl.plots import pyplot, save_figure
-
-    plt = pyplot()
-    names = [r.format for r in report.results]
-    # An artefact that could not be compared (another run's labels or input size) has NaN
-    # figures: drawn as the worst case, not left to matplotlib's warnings.
-    agreements = np.nan_to_num([100 * r.top1_agreement for r in report.results], nan=0.0)
-    diffs = np.clip(np.nan_to_num([r.max_abs_diff for r in report.results], nan=1.0, posinf=1.0), 1e-9, 1.0)
-    colours = ["tab:green" if r.passed else "tab:red" for r in report.results]
-    fig, axes = plt.subplots(1, 3 if report.labelled else 2, figsize=(13 if report.labelled else 9, 3.6))
-    y = np.arange(len(names))
-    ax = axes[0]
-    ax.barh(y, agreements, color=colours)
-    for i, r in enumerate(report.results):
-        ax.plot([100 * r.threshold["min_agreement"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
-    for axis in axes:
-        axis.invert_yaxis()  # table order, top to bottom
-    ax.set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=(min(80.0, *agreements), 101))
-    ax = axes[1]
-    ax.barh(y, diffs, color=colours)
-    for i, r in enumerate(report.results):
-        if r.threshold["atol"] is not None:
-            ax.plot([r.threshold["atol"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
-    ax.set(xscale="log", yticks=y, yticklabels=[], xlabel="max |Δprobability| (log)")
-    if report.labelled:
-        ax = axes[2]
-        ax.barh(y, [100 * (r.accuracy or 0) for r in report.results], color=colours)
-        ax.axvline(100 * report.reference["accuracy"], color="black", ls="--", lw=1, label="float model")
-        ax.set(yticks=y, yticklabels=[], xlabel="accuracy (%)")
-        ax.legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'}")
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 __all__ = ["ParityResult", "VerifyReport", "find_artefacts", "render_markdown", "verify"]

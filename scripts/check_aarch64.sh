@@ -18,13 +18,16 @@
 #      builds it once (--variant=minbase; the packages' maintainer scripts run under qemu: minutes)
 #      and writes the tarball atomically. The tarball holds only Debian packages
 #      (python3, python3-venv, ca-certificates); edgetl and its wheels are installed fresh on
-#      every run, exactly as docs/raspberry-pi.md tells users.
+#      every run, exactly as the README tells users.
 #   3. Mounts /proc, /sys, /dev, binds a Raspberry Pi 4 /proc/cpuinfo over /proc/cpuinfo
 #      (LiteRT's CPU detection crashes on the host's x86 cpuinfo, and without /proc XNNPACK is
 #      skipped and scores change), copies in the host's CA bundle and resolv.conf, and sets
 #      QEMU_CPU=cortex-a72 so the emulated CPU features are a Pi 4's.
-#   4. Copies the working tree to /src/edgetl, then: python3 -m venv ~/edgetl-venv;
-#      ~/edgetl-venv/bin/pip install "/src/edgetl[runtime]"; runs the runner; compares.
+#   4. Copies the working tree to /src/edgetl and follows the README's Raspberry Pi steps: builds
+#      the wheel there with the host python (`python -m pip wheel --no-deps -w dist .`), copies it
+#      to the chroot's ~, then python3 -m venv ~/edgetl-venv;
+#      ~/edgetl-venv/bin/pip install ~/"edgetl-VERSION-py3-none-any.whl[runtime]"; runs the runner
+#      and the installed `edgetl predict`; compares. `edgetl train` must say what to install.
 # Mounts are always undone (trap), and the scratch rootfs is deleted unless --keep.
 #
 # Environment:
@@ -298,13 +301,20 @@ map_input() {  # map_input HOST_FILE: sets H_PATH (absolute, host) and C_PATH (i
 for f in "${MODELS[@]}"; do map_input "$f"; H_MODELS+=("$H_PATH"); C_MODELS+=("$C_PATH"); done
 for f in "${IMAGES[@]}"; do map_input "$f"; H_IMAGES+=("$H_PATH"); C_IMAGES+=("$C_PATH"); done
 
-# ---------------------------------------------------------------- install, as docs/raspberry-pi.md says
+# ---------------------------------------------------------------- install, as the README says
 T_INSTALL=$(now)
-log "python3 -m venv ~/edgetl-venv; ~/edgetl-venv/bin/pip install \"/src/edgetl[runtime]\""
-if ! in_chroot sh -c 'cd ~ && python3 -m venv ~/edgetl-venv && ~/edgetl-venv/bin/pip install "/src/edgetl[runtime]"' \
+log "python -m pip wheel --no-deps -w dist . (host, in the copied tree)"
+(cd "$ROOT/src/edgetl" && "$HOST_PY" -m pip wheel --no-deps -q -w dist .) >"$WORK/wheel.log" 2>&1 \
+    || { tail -n 30 "$WORK/wheel.log" >&2; die "building the edgetl wheel failed"; }
+WHEELS=("$ROOT"/src/edgetl/dist/edgetl-*-py3-none-any.whl)
+[ "${#WHEELS[@]}" = 1 ] && [ -f "${WHEELS[0]}" ] || die "expected one edgetl wheel in dist/, found: ${WHEELS[*]}"
+WHEEL=$(basename "${WHEELS[0]}")
+cp "${WHEELS[0]}" "$ROOT/root/$WHEEL"   # the README's scp
+log "python3 -m venv ~/edgetl-venv; ~/edgetl-venv/bin/pip install ~/\"$WHEEL[runtime]\""
+if ! in_chroot sh -c 'cd ~ && python3 -m venv ~/edgetl-venv && ~/edgetl-venv/bin/pip install ~/"$1[runtime]"' sh "$WHEEL" \
         >"$WORK/pip.log" 2>&1; then
     tail -n 30 "$WORK/pip.log" >&2
-    die "installing edgetl[runtime] inside the arm64 chroot failed"
+    die "installing $WHEEL[runtime] inside the arm64 chroot failed"
 fi
 grep '^Successfully installed' "$WORK/pip.log" >&2 || true
 in_chroot /root/edgetl-venv/bin/python -c 'import edgetl.runtime, importlib.util as u, sys
@@ -343,6 +353,17 @@ for i in "${!MODELS[@]}"; do
         : >"$RESULTS/$i.aarch64.json"
     fi
 done
+# The installed `edgetl` command: predict gives the runner's JSON; train names what to install.
+log "edgetl predict (the installed command) in the aarch64 chroot"
+in_chroot sh -c 'cd / && exec /root/edgetl-venv/bin/edgetl predict "$@"' sh "${C_MODELS[0]}" "${C_IMAGES[@]}" \
+    --top-k "$TOP_K" --json >"$RESULTS/cli.aarch64.json" 2>"$RESULTS/cli.aarch64.err" \
+    && cmp -s "$RESULTS/cli.aarch64.json" "$RESULTS/0.aarch64.json" \
+    || { cat "$RESULTS/cli.aarch64.err" >&2; log "edgetl predict differs from python -m edgetl.runtime in the chroot"; status=1; }
+train_rc=0
+in_chroot /root/edgetl-venv/bin/edgetl train /src/edgetl >/dev/null 2>"$RESULTS/train.err" || train_rc=$?
+if [ "$train_rc" != 2 ] || ! grep -q "pip install 'edgetl\[full\]'" "$RESULTS/train.err"; then
+    cat "$RESULTS/train.err" >&2; log "edgetl train on the runtime install did not say what to install (exit $train_rc)"; status=1
+fi
 RUN_S=$(elapsed "$T_RUN")
 
 printf '\nx86_64 host:     %s\naarch64 chroot:  %s (qemu-user, QEMU_CPU=cortex-a72, Raspberry Pi 4 cpuinfo)\n' \
@@ -363,18 +384,11 @@ def load(path):
     except (OSError, ValueError) as exc:
         return None, f"no JSON ({exc.__class__.__name__})"
 
-def xnnpack(path):
-    try:
-        return "XNNPACK" in path.read_text()
-    except OSError:
-        return False
-
 for i, model in enumerate(models):
     x86, e1 = load(results / f"{i}.x86.json")
     arm, e2 = load(results / f"{i}.aarch64.json")
     tolerance = tolerance_for(Classifier.from_file(model))
-    print(f"\n== {Path(model).name}  (XNNPACK delegate: x86 {'yes' if xnnpack(results / f'{i}.x86.err') else 'no'}, "
-          f"aarch64 {'yes' if xnnpack(results / f'{i}.aarch64.err') else 'no'}; rule: {tolerance.rule})")
+    print(f"\n== {Path(model).name}  (rule: {tolerance.rule})")
     if e1 or e2 or not x86 or len(x86) != len(arm):
         print(f"   FAIL: x86 {e1 or len(x86)} results, aarch64 {e2 or len(arm)} results")
         ok_all = False

@@ -5,7 +5,7 @@
 Writes a synthetic photo folder (three classes of coloured, textured 48x48 PNGs, seeded, so the
 model is the same every run on a given toolchain) under OUT_DIR/photos, trains the from-scratch
 CNN on it for one epoch (`--strategy scratch --image-size 32`; no pretrained weights, no network),
-and exports only `tflite-int8` (int8 input and output, labels and preprocessing embedded). The
+and exports only `tflite-int8` (full integer, uint8 input and output by default, labels and preprocessing embedded). The
 point is an artefact made by this project's own export path, not an accurate classifier: it runs
 on any photo, and `scripts/check_aarch64.sh` compares its predictions on aarch64 with x86's.
 Needs the full toolchain (`scripts/setup.sh`); takes about a minute on a CPU.

@@ -84,3 +84,19 @@ def test_qemu_missing_and_apt_failing_names_the_package(tmp_path: Path) -> None:
         pytest.skip(f"cannot make a private mount namespace here: {result.stderr.strip()[:200]}")
     assert result.returncode == 2, result.stderr
     assert "apt-get could not install qemu-user-static" in result.stderr
+
+
+def test_script_follows_the_readme_raspberry_pi_install() -> None:
+    """The README's wheel build and the Pi's three install lines, for this version, are what the script runs."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    readme = (REPO / "README.md").read_text()
+    script = SCRIPT.read_text()
+    wheel = f"edgetl-{version}-py3-none-any.whl"
+    assert ".venv/bin/python -m pip wheel --no-deps -w dist ." in readme and "-m pip wheel --no-deps -q -w dist ." in script
+    assert f'~/edgetl-venv/bin/pip install ~/"{wheel}[runtime]"' in readme
+    assert "~/edgetl-venv/bin/pip install ~/\"$1[runtime]\"" in script and "edgetl-*-py3-none-any.whl" in script
+    for line in ("python3 -m venv ~/edgetl-venv", "sudo apt install python3-venv"):
+        assert line in readme
+    assert "python3 -m venv ~/edgetl-venv" in script

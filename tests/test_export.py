@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from _export_shared import Exported, copy_run, exported_run
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS, FORMATS, ExportOptions, artefact_path, export
+from edgetl.export.edgetpu import compiler_path
 
 runner = CliRunner()
 
@@ -69,7 +71,7 @@ def test_tflite_metadata_round_trips(exported: Exported) -> None:
         assert standard.input.mean == (0.0, 0.0, 0.0) and standard.input.std == (1.0, 1.0, 1.0)
         assert standard.min_parser_version == "1.0.0"
     int8 = json.loads(artefact_path(exported.run / "export", "tflite-int8").with_suffix(".json").read_text())
-    assert int8["extra"]["input"]["dtype"] == "int8" and int8["extra"]["output"]["dtype"] == "int8"
+    assert int8["extra"]["input"]["dtype"] == "uint8" and int8["extra"]["output"]["dtype"] == "uint8"
     assert int8["extra"]["calibration_images"] > 0
 
 
@@ -113,11 +115,16 @@ def test_edgetpu_preflight_of_the_int8_model(exported: Exported) -> None:
 
 def test_one_failing_format_keeps_the_others(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     run = copy_run(tiny_run, tmp_path_factory, "failing")
-    # Without edgetpu_compiler on PATH the edgetpu format fails for real, after the int8 conversion.
-    env = {"PATH": str(tmp_path_factory.mktemp("no_compiler"))}
-    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,edgetpu", "--io-dtype", "uint8", "--no-golden"], env=env)
+    # An edgetpu_compiler that rejects the model: the edgetpu format fails for real, after the int8
+    # conversion (a missing compiler is refused before any conversion starts).
+    bin_dir = tmp_path_factory.mktemp("failing_compiler")
+    compiler = bin_dir / "edgetpu_compiler"
+    compiler.write_text("#!/bin/sh\necho 'Model not quantized' >&2\nexit 1\n")
+    compiler.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,edgetpu", "--io-dtype", "int8", "--no-golden"], env=env)
     assert result.exit_code == 1, result.output
-    assert "edgetpu failed" in result.stderr and "edgetpu_compiler is not on PATH" in result.stderr
+    assert "edgetpu failed" in result.stderr and "edgetpu_compiler failed (exit 1): Model not quantized" in result.stderr
     int8 = artefact_path(run / "export", "tflite-int8")
     assert int8.is_file() and int8.with_suffix(".json").is_file()
     report = json.loads((run / "export" / "export.json").read_text())
@@ -126,10 +133,24 @@ def test_one_failing_format_keeps_the_others(tiny_run: Path, tmp_path_factory: p
     preflight = json.loads((run / "export" / "model_edgetpu_preflight.json").read_text())
     assert preflight["fully_mappable"]
     assert not any("dynamic batch" in note for note in preflight["notes"])
+    # Not a terminal: one progress line per format, no escape codes.
+    assert "==> tflite-int8: model_tflite-int8.tflite" in result.stdout and "==> edgetpu: failed" in result.stdout
+    assert "\x1b" not in result.stdout
     from edgetl.runtime import Classifier
 
     clf = Classifier.from_file(int8)
-    assert clf.input_info.dtype == "uint8" and clf.output_info.dtype == "uint8"
+    assert clf.input_info.dtype == "int8" and clf.output_info.dtype == "int8"
+
+
+@pytest.mark.skipif(compiler_path() is not None, reason="edgetpu_compiler is installed here")
+def test_missing_edgetpu_compiler_stops_before_any_conversion(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = copy_run(tiny_run, tmp_path_factory, "no-compiler")
+    result = runner.invoke(app, ["export", str(run), "--formats", "tflite-int8,edgetpu"])
+    assert result.exit_code == 2, result.output
+    int8 = run / "export" / "model_tflite-int8.tflite"
+    assert result.stderr.startswith("error: edgetpu_compiler is not on PATH") and len(result.stderr.splitlines()) == 1
+    assert f"edgetpu_compiler -s -o {int8.parent} {int8}" in result.stderr
+    assert not (run / "export").exists()
 
 
 def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
@@ -137,7 +158,7 @@ def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(EdgetlError, match="Did you mean 'tflite-int8'"):
         ExportOptions(formats=("tflite_int8",))
     with pytest.raises(EdgetlError, match="io_dtype is set but none of the requested formats"):
-        export(tmp_path, ExportOptions(formats=("tflite-fp32",), io_dtype="uint8"))
+        export(tmp_path, ExportOptions(formats=("tflite-fp32",), io_dtype="int8"))
     with pytest.raises(EdgetlError, match="onnx_opset must be in"):
         ExportOptions(onnx_opset=9)
     with pytest.raises(EdgetlError, match="need calibration images"):

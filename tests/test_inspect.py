@@ -27,8 +27,8 @@ def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Export
 def test_int8_tflite(exported: Exported) -> None:
     report = inspect_model(exported.run / "export" / "model_tflite-int8.tflite")
     (inp,), (out,) = report.inputs, report.outputs
-    assert (inp.dtype, inp.shape[1:], inp.zero_point) == ("int8", (64, 64, 3), -128) and inp.scale > 0
-    assert out.dtype == "int8" and out.shape[-1] == 3 and out.scale == pytest.approx(1 / 256)
+    assert (inp.dtype, inp.shape[1:], inp.zero_point) == ("uint8", (64, 64, 3), 0) and inp.scale > 0
+    assert out.dtype == "uint8" and out.shape[-1] == 3 and out.scale == pytest.approx(1 / 256)
     assert report.ops["CONV_2D"] > 10 and "SOFTMAX" in report.ops
     assert report.edgetl["labels"] == ["blue", "green", "red"] and report.edgetl["format"] == "tflite-int8"
     assert report.tflite_metadata["labels_file"] == "labels.txt"
@@ -82,7 +82,7 @@ def test_cli(exported: Exported, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "CONV_2D" in result.stdout and "Edge TPU pre-flight" in result.stdout
     result = runner.invoke(app, ["inspect", str(model), "--json"])
-    assert json.loads(result.stdout)["inputs"][0]["dtype"] == "int8"
+    assert json.loads(result.stdout)["inputs"][0]["dtype"] == "uint8"
     result = runner.invoke(app, ["inspect", str(tmp_path / "missing.tflite")])
     assert result.exit_code == 2 and "Model file not found" in result.stderr
 

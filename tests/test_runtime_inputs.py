@@ -64,6 +64,26 @@ def test_onnx_without_metadata_uses_the_sidecar_else_indices(tmp_path: Path) -> 
     assert Classifier.from_file(model).labels == ("night", "day")
 
 
+@pytest.mark.parametrize("text", ['{"labels": ["mine"], "note": "my own notes"}', "[1, 2, 3]", "not JSON at all", "\xff\xfe"])
+def test_a_users_own_json_beside_the_model_is_not_taken_for_metadata(tmp_path: Path, text: str) -> None:
+    model = write_nchw_classifier(tmp_path / "bare.onnx", embed_metadata=False)
+    (tmp_path / "bare.json").write_text(text, encoding="latin-1")
+    assert Classifier.from_file(model).labels == ("0", "1")
+
+
+def test_a_folder_is_every_photo_below_it_in_sorted_order(files: dict[str, Path], tmp_path: Path) -> None:
+    for name in ("b.png", "a.png", "sub/c.png", ".hidden.png", ".git/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(files["white.png"], tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    expected = [str(tmp_path / name) for name in ("a.png", "b.png", "sub/c.png")]
+    result = _module_cli(files["nchw.onnx"], tmp_path, files["black.png"], "--json", "--top-k", "1")
+    assert result.returncode == 0, result.stderr
+    assert [r["image"] for r in json.loads(result.stdout)] == [*expected, str(files["black.png"])]
+    result = runner.invoke(app, ["predict", str(files["nchw.onnx"]), str(tmp_path), "--json"])
+    assert result.exit_code == 0 and [r["image"] for r in json.loads(result.stdout)] == expected
+
+
 BAD_MODELS = {
     "missing.tflite": "Model file not found",
     "empty.tflite": "Model file is empty",
@@ -76,7 +96,7 @@ BAD_MODELS = {
 }
 BAD_IMAGES = {
     "not_an_image.jpg": "Not a readable image",
-    "a_directory.png": "Expected an image file, got a directory",
+    "a_directory.png": "The folder holds no photos",
     "missing.jpg": "Image file not found",
 }
 

@@ -135,3 +135,36 @@ def test_tflite_runtime_fallback_on_an_older_device(exported: Exported, tmp_path
     dynamic = _runtime(python, str(export_dir / "model_tflite-dynamic.tflite"), "--selftest")
     assert dynamic.returncode == 2
     assert dynamic.stderr.startswith("error: This model uses an op version that tflite-runtime is too old to run")
+
+
+def test_device_install_runs_the_edgetl_command(exported: Exported, tmp_path: Path) -> None:
+    """`pip install edgetl[runtime]`'s dependencies only (~30 s): predict, inspect, bench and selftest
+    work through the installed `edgetl` command; train, export and verify say what to install."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    python = _runtime_venv(tmp_path, *project["dependencies"], *project["optional-dependencies"]["runtime"])
+    edgetl = python.parent / "edgetl"
+    check = [str(python), "-c", "import importlib.util as u; print([m for m in ('tensorflow', 'keras') if u.find_spec(m)])"]
+    assert subprocess.run(check, capture_output=True, text=True, cwd=tmp_path).stdout.strip() == "[]"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(edgetl), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    int8 = exported.run / "export" / "model_tflite-int8.tflite"
+    coral = shared_path("coral", "mobilenet_v1_0.25_128_quant.tflite")
+    photos = shared_path("coral", "imprinting")
+    predicted = run("predict", str(coral), str(shared_path("coral", "bird.bmp")), "--json", "--top-k", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    assert '"label": "chickadee"' in predicted.stdout and "XNNPACK" not in predicted.stderr
+    folder = run("predict", str(coral), str(photos), "--json", "--top-k", "1")
+    assert folder.returncode == 0, folder.stderr
+    images = [record["image"] for record in json.loads(folder.stdout)]
+    assert len(images) >= 3 and images == sorted(images, key=lambda p: Path(p).relative_to(photos).parts)
+    for args in (("inspect", str(int8)), ("bench", str(int8), "--runs", "3", "--warmup", "1"), ("selftest", str(int8))):
+        result = run(*args)
+        assert result.returncode == 0, (args, result.stdout + result.stderr)
+    for command in ("train", "export", "verify"):
+        result = run(command, str(tmp_path))
+        assert result.returncode == 2, (command, result.stdout + result.stderr)
+        assert result.stderr.count("\n") == 1 and "pip install 'edgetl[full]'" in result.stderr, result.stderr

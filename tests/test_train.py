@@ -27,6 +27,7 @@ def test_tiny_run_has_every_file_and_learned(tiny_run: Path) -> None:
     assert RUN_FILES <= {p.name for p in tiny_run.iterdir()}
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.99
+    assert metrics["learned"] is True and metrics["chance_accuracy"] == pytest.approx(1 / 3, abs=0.05)
     assert (tiny_run / "labels.txt").read_text().split() == ["blue", "green", "red"]
     spec = json.loads((tiny_run / "preprocessing.json").read_text())
     assert spec["image_size"] == [64, 64] and spec["mean"] == [0, 0, 0] and spec["std"] == [1, 1, 1]
@@ -110,6 +111,48 @@ def test_fine_tune_reports_both_stages_and_keeps_the_better(colour_photos: Path,
     assert history[0].startswith("epoch,stage") and {line.split(",")[1] for line in history[1:]} == {"head", "fine-tune"}
 
 
+def test_a_model_at_chance_is_reported_as_not_learned(tmp_path: Path) -> None:
+    """Two classes of the same noise: no model can tell them apart, and metrics.json says so."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "noise" / name).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "noise" / name / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"The scratch model did not learn: test accuracy .* within noise of chance \(50\.0%"):
+        result = train(tmp_path / "noise", tmp_path / "run", backbone=BackboneOptions(image_size=32, weights="none"),
+                       options=TrainOptions(strategy="scratch", epochs=2, cache_dir=tmp_path / "c"), verbose=0)
+    assert result.metrics["learned"] is False and result.metrics["chance_accuracy"] == 0.5
+
+
+def test_scratch_defaults_to_its_own_budget_and_learns(colour_photos: Path, tmp_path: Path) -> None:
+    from edgetl.train import SCRATCH_EPOCHS
+
+    assert TrainOptions(strategy="scratch").resolved_epochs == SCRATCH_EPOCHS > TrainOptions().resolved_epochs == 10
+    result = train(colour_photos, tmp_path / "run", backbone=BackboneOptions(image_size=32, weights="none"),
+                   options=TrainOptions(strategy="scratch", batch_size=8, cache_dir=tmp_path / "c"), verbose=0)
+    assert result.metrics["learned"] is True and result.metrics["test_accuracy"] >= 0.8
+
+
+def test_train_output_in_a_log_is_plain_and_json_is_clean(colour_photos: Path, tmp_path: Path) -> None:
+    """Not a terminal (CliRunner): stage lines and one line per epoch, no progress-bar escape codes."""
+    args = ["train", str(colour_photos), "--weights", "none", "--alpha", "0.35", "--image-size", "32", "--epochs", "2",
+            "--strategy", "fine-tune", "--fine-tune-epochs", "1"]
+    with pytest.warns(UserWarning, match="random backbone"):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    for line in ("==> splits: train 24 (colours", "val 6 (taken from colours", "==> decoding: 36 photos at 32x32 px",
+                 "==> head: up to 2 epochs", "==> fine-tune: up to 1 epochs", "==> kept: ", "Kept: "):
+        assert line in result.stdout, result.stdout
+    assert "\x1b" not in result.stdout and "━" not in result.stdout and "\r" not in result.stdout
+    assert "Epoch 1/2" in result.stdout and len(result.stdout.splitlines()) < 40
+    with pytest.warns(UserWarning, match="random backbone"):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "json"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_dir"] == str(tmp_path / "json") and summary["fine_tune"]["kept"]
+    assert "==> head:" in result.stderr
+
+
 def test_training_modules_use_keras_only() -> None:
     """data, backbones and train never import tensorflow (the GPU machine has only JAX)."""
     for name in ("data", "backbones", "train", "plots"):
@@ -136,7 +179,7 @@ def _assert_clean_failure(result, out: Path, message: str) -> None:
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        (None, "DATA_DIR must be a folder"),
+        (None, "DATA_DIR does not exist"),
         ({}, "holds no class folders"),
         ({"only": 3}, "at least 2 class folders"),
         ({"a": 3, "b": 1}, "at least 2 images"),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import shutil
 import time
 import traceback
@@ -44,7 +45,7 @@ from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.export import calibration, recipes
 from edgetl.export.common import ExportSource, sidecar_path
-from edgetl.export.edgetpu import export_edgetpu
+from edgetl.export.edgetpu import export_edgetpu, require_compiler
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.parallel import convert_all
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
@@ -55,7 +56,10 @@ from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, labels_t
 
 make_callable(__name__)  # `edgetl.export(...)` runs `export()` below
 
-IO_DTYPES = ("int8", "uint8")
+logger = logging.getLogger(__name__)
+"""Per-format progress at INFO (the CLI shows it as `==>` lines)."""
+
+IO_DTYPES = ("uint8", "int8")
 ONNX_OPSETS = tuple(range(13, 19))
 """Opsets tf2onnx 1.17 converts to and onnxruntime's QDQ quantizer accepts (per-channel needs 13)."""
 GOLDEN_IMAGES = 4
@@ -133,7 +137,9 @@ class ExportOptions:
             training split. Defaults to 200.
         calibration_dir: A folder of images to calibrate on instead of the training split
             (required for `--pretrained` int8 formats). Defaults to None.
-        io_dtype: Input/output type of the int8 TFLite model, "int8" or "uint8". Defaults to "int8".
+        io_dtype: Input/output type of the int8 TFLite model, "uint8" or "int8". uint8 is what
+            MediaPipe Tasks, the TFLite Task Library and Coral's examples accept (they reject
+            int8 input); the graph inside is int8 either way. Defaults to "uint8".
         onnx_opset: ONNX opset tf2onnx converts to, recorded in the artefact. Defaults to 17.
         output_dir: Where artefacts go; None means `RUN_DIR/export`. Defaults to None.
         seed: Seed of the calibration and golden-image draws. Defaults to 0.
@@ -146,7 +152,7 @@ class ExportOptions:
     formats: tuple[str, ...] = ("all",)
     calibration_size: int = 200
     calibration_dir: Path | None = None
-    io_dtype: str = "int8"
+    io_dtype: str = "uint8"
     onnx_opset: int = 17
     output_dir: Path | None = None
     seed: int = 0
@@ -328,6 +334,9 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     _check_run_dir(run_dir)
     train, test = read_split(run_dir, "train"), read_split(run_dir, "test")
     _validate(options, has_train_split=bool(train))
+    out_dir = options.output_dir or run_dir / "export"
+    if "edgetpu" in options.resolved_formats:
+        require_compiler(artefact_path(out_dir, "tflite-int8"))
     model, meta = load_run(run_dir)
     spec = meta.preprocessing
 
@@ -345,7 +354,7 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
     golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
     validation = _validation_pixels(run_dir, options, spec)
-    return _export(model, meta, options.output_dir or run_dir / "export", options, calib, golden,
+    return _export(model, meta, out_dir, options, calib, golden,
                    source_model=run_dir / "model.keras", validation=validation)
 
 
@@ -395,6 +404,9 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
     out_dir = Path(out_dir)
     check_replaceable(out_dir, "export", flag="export")
     check_apart(out_dir, options.calibration_dir, "calibration folder")
+    if any(FORMATS[f].calibrated for f in formats):
+        logger.info("calibration: decoding up to %d representative images for %s", options.calibration_size,
+                    ", ".join(f for f in formats if FORMATS[f].calibrated))
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
     stage = staging_folder(out_dir, "export", "the output folder")
@@ -407,6 +419,7 @@ def _export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptio
             golden, golden_error = None, None
             runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]
             if options.golden and runnable and golden_images:
+                logger.info("golden vectors: %d images through %d artefacts", len(golden_images), len(runnable))
                 golden, golden_error = _golden(stage, runnable, golden_images)
             report = ExportReport(
                 output_dir=stage, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
@@ -454,13 +467,25 @@ def artefact_path(out_dir: Path, fmt: str) -> Path:
 
 def _timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:
     start = time.perf_counter()
+    logger.info("%s: converting", fmt)
     try:
         path = fn()
     except Exception as e:  # converters raise anything; the failure is reported and the export exits non-zero
         message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        return ExportResult(format=fmt, path=None, size_bytes=0, seconds=time.perf_counter() - start,
-                            error=f"{type(e).__name__}: {message}", detail=traceback.format_exc())
-    return ExportResult(format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start)
+        result = ExportResult(format=fmt, path=None, size_bytes=0, seconds=time.perf_counter() - start,
+                              error=f"{type(e).__name__}: {message}", detail=traceback.format_exc())
+    else:
+        result = ExportResult(format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start)
+    log_outcome(result)
+    return result
+
+
+def log_outcome(result: ExportResult) -> None:
+    """One progress line for a finished format (the worker process's are logged here, on arrival)."""
+    if result.path is None:
+        logger.info("%s: failed after %.1f s", result.format, result.seconds)
+    else:
+        logger.info("%s: %s, %.2f MB, %.1f s", result.format, result.path.name, result.size_bytes / 1e6, result.seconds)
 
 
 def _preflight(out_dir: Path, results: Sequence[ExportResult]) -> dict[str, Any] | None:
@@ -568,6 +593,8 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     if out_dir.exists() and not overwrite:
         raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
     check_replaceable(out_dir, "pretrained")
+    if "edgetpu" in options.resolved_formats:
+        require_compiler(artefact_path(options.output_dir or out_dir / "export", "tflite-int8"))
     model, num_classes = _build_pretrained(entry, weights, alpha, image_size)
     labels = labels or _imagenet_labels(num_classes)
     if len(labels) != num_classes:

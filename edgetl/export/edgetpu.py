@@ -142,6 +142,24 @@ def compiler_path() -> str | None:
     return shutil.which(COMPILER)
 
 
+def require_compiler(int8_model: Path) -> None:
+    """Refuse `--formats edgetpu` before any conversion when the compiler is not on PATH.
+
+    Raises:
+        EdgetlError: naming the exact command to run on a machine that has the compiler.
+    """
+    if compiler_path() is None:
+        raise EdgetlError(_missing_compiler(str(int8_model)))
+
+
+def _missing_compiler(int8_model: str) -> str:
+    return (
+        f"{COMPILER} is not on PATH, so the Edge TPU model cannot be compiled. Install it (Debian/Ubuntu x86_64: "
+        "https://coral.ai/docs/edgetpu/compiler/), or export --formats tflite-int8 and compile that on a machine "
+        f"that has it: {COMPILER} -s -o {Path(int8_model).parent} {int8_model}"
+    )
+
+
 def compile_model(model: bytes, *, timeout_s: int = 600) -> tuple[bytes, str]:
     """Run `edgetpu_compiler` on an int8 TFLite model.
 
@@ -153,11 +171,7 @@ def compile_model(model: bytes, *, timeout_s: int = 600) -> tuple[bytes, str]:
     """
     exe = compiler_path()
     if exe is None:
-        raise EdgetlError(
-            f"{COMPILER} is not on PATH, so the Edge TPU model cannot be compiled. Install it "
-            "(Debian/Ubuntu x86_64: https://coral.ai/docs/edgetpu/compiler/) or compile "
-            "model_tflite-int8.tflite on a machine that has it. The pre-flight report shows what would map."
-        )
+        raise EdgetlError(_missing_compiler("model_tflite-int8.tflite"))
     with tempfile.TemporaryDirectory(prefix="edgetl-edgetpu-") as tmp:
         src = Path(tmp) / "model.tflite"
         src.write_bytes(model)

@@ -10,6 +10,7 @@ the same.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from edgetl.export.common import ExportSource
 
 if TYPE_CHECKING:
     from edgetl.export import ExportOptions, ExportResult
+
+logger = logging.getLogger("edgetl.export")
 
 SAVED_MODEL_FORMATS = frozenset({"tflite-fp32", "tflite-dynamic", "tflite-fp16", "tflite-int8"})
 """Formats converted from the dynamic-batch SavedModel alone, so a worker process can make them."""
@@ -49,6 +52,7 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
         np.save(calib_file, calib)
     worker = ExportSource(model=None, metadata=source.metadata, workdir=source.workdir)
     worker._saved_model[0] = source.saved_model()
+    logger.info("%s: converting in a worker process", ", ".join(remote))
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures: dict[str, Future[ExportResult]] = {
             fmt: pool.submit(_convert_in_worker, worker, options, fmt, artefact_path(out_dir, fmt), calib_file)
@@ -60,12 +64,14 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
 
 def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
     """The worker's result; a worker that died (out of memory, killed) fails its formats like a converter."""
-    from edgetl.export import _timed
+    from edgetl.export import _timed, log_outcome
 
     try:
-        return future.result()
+        result = future.result()
     except Exception:  # BrokenProcessPool, or an object that could not be pickled
         return _timed(fmt, future.result)  # raises the same error again, reported as this format's failure
+    log_outcome(result)
+    return result
 
 
 def _worker_share(formats: Sequence[str]) -> list[str]:

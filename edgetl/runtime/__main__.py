@@ -1,5 +1,7 @@
 """`python -m edgetl.runtime MODEL IMAGE...`: predict on a device that has only the runtime extra.
 
+An IMAGE may be a folder: every photo below it is classified, in sorted order.
+
 `python -m edgetl.runtime MODEL --selftest` checks this device against the golden vectors that
 `edgetl export` wrote (a `golden/` folder beside the model): exit 0 pass, 1 fail.
 
@@ -20,6 +22,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import DELEGATES
 from edgetl.runtime.classifier import Classifier, Prediction, prediction_records
 from edgetl.runtime.golden import check_golden
+from edgetl.runtime.image import expand_image_paths
 from edgetl.spec import escaped
 
 
@@ -29,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Classify photos with a .tflite or .onnx model (labels and preprocessing read from the model).",
     )
     parser.add_argument("model", help="Model file (.tflite or .onnx).")
-    parser.add_argument("images", nargs="*", help="Photos to classify.")
+    parser.add_argument("images", nargs="*", help="Photos to classify, or folders: every photo below them, sorted.")
     parser.add_argument("--top-k", type=int, default=3, help="Classes to show per photo (default 3).")
     parser.add_argument("--labels", default=None, help="Labels file, one per line, overriding the model's labels.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
@@ -59,14 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _selftest(Path(args.model), args.golden or Path(args.model).parent / "golden")
     try:
         clf = Classifier.from_file(args.model, threads=args.threads, delegate=args.delegate, labels=args.labels)
-        results = clf.classify(args.images, top_k=args.top_k)
+        images = expand_image_paths(args.images)
+        results = clf.classify(images, top_k=args.top_k)
     except EdgetlError as e:
         print(f"error: {escaped(str(e))}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(prediction_records(args.images, results), indent=2, ensure_ascii=False))
+        print(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
     else:
-        print(_format_table(args.images, results))
+        print(_format_table([str(image) for image in images], results))
     return 0
 
 

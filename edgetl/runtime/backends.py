@@ -12,6 +12,10 @@ import ctypes
 import importlib.metadata
 import os
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,9 +156,10 @@ class TfliteBackend:
         module, self.name = _tflite_module()
         delegates = [_load_edgetpu(module)] if delegate == "edgetpu" else None
         try:
-            self._interpreter = module.Interpreter(
-                model_path=str(path), num_threads=threads, experimental_delegates=delegates
-            )
+            with _without_tflite_info():
+                self._interpreter = module.Interpreter(
+                    model_path=str(path), num_threads=threads, experimental_delegates=delegates
+                )
         except ValueError as e:
             if "Didn't find op for builtin opcode" in str(e):
                 raise EdgetlError(
@@ -172,7 +177,8 @@ class TfliteBackend:
     def prepare(self) -> None:
         """Allocate tensors and read the input/output details (after the caller's custom-op checks)."""
         try:
-            self._interpreter.allocate_tensors()
+            with _without_tflite_info():
+                self._interpreter.allocate_tensors()
         except RuntimeError as e:
             raise EdgetlError(
                 f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {self._path}"
@@ -209,6 +215,38 @@ class TfliteBackend:
         except (ValueError, RuntimeError) as e:
             raise EdgetlError(f"This model cannot take an input of shape {shape}: {_first_line(e)}. Received: {self._path}") from e
         self._shape = shape
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _without_tflite_info() -> Iterator[None]:
+    """Drop TFLite's `INFO: ...` lines ("Created TensorFlow Lite XNNPACK delegate for CPU.").
+
+    The C++ runtime writes them to file descriptor 2 with no switch to turn them off, and every
+    command printed one. Other lines (warnings, errors) are passed on to stderr unchanged.
+    """
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else -1
+    except (OSError, ValueError):  # no real stderr (an embedded interpreter)
+        fd = -1
+    if fd < 0:
+        yield
+        return
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:  # threads opening models take turns
+        sys.__stderr__.flush()
+        saved = os.dup(fd)
+        os.dup2(captured.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not line.startswith(b"INFO: ")]
+            if kept:
+                os.write(fd, b"".join(kept))
 
 
 def _load_edgetpu(module: Any) -> Any:

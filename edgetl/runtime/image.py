@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,27 @@ def load_pixels(path: str | Path, spec: PreprocessingSpec) -> np.ndarray:
 def is_image_file(path: Path) -> bool:
     """True for a regular file whose name says it is an image (content is checked on load)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The photos to classify: files as given, and every photo below each folder.
+
+    A folder is searched recursively, hidden files and folders skipped, in sorted order of the
+    path below it, so the output order is the same on every device.
+
+    Raises:
+        EdgetlError: if a folder holds no photo.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)  # a missing or unreadable file is reported when it is loaded
+            continue
+        photos = sorted(
+            (p for p in path.rglob("*") if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+            key=lambda p: p.relative_to(path).parts,
+        )
+        if not photos:
+            raise EdgetlError(f"The folder holds no photos ({', '.join(sorted(IMAGE_SUFFIXES))}). Received: {path}")
+        found.extend(photos)
+    return found

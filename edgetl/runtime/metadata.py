@@ -15,6 +15,7 @@ The TFLite flatbuffers are read by `edgetl.runtime.tflite_reader`, the one reade
 from __future__ import annotations
 
 import io
+import json
 import struct
 import warnings
 import zipfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.tflite_reader import FlatTable, InputNormalization, TfliteMetadata, custom_op_names, read_metadata
-from edgetl.spec import METADATA_FILE_NAME, ModelMetadata
+from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, is_edgetl_metadata
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,23 @@ def read_onnx_info(path: Path, props: dict[str, str]) -> FileInfo:
 
 
 def read_sidecar(path: Path) -> ModelMetadata | None:
-    """Read `{stem}.json` beside the model, if there is one."""
+    """Read `{stem}.json` beside the model, if there is one and it is edgetl's.
+
+    A user's own `NAME.json` beside `NAME.tflite` (not JSON, or JSON without edgetl's keys) is
+    not metadata: it is ignored, silently, as if it were not there.
+    """
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return None
     try:
-        return ModelMetadata.from_json(sidecar.read_bytes())
+        raw = sidecar.read_bytes()
     except OSError as e:
         raise EdgetlError(f"Cannot read the model's sidecar metadata. Received: {sidecar} ({e})") from e
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        return None
+    return ModelMetadata.from_json(raw) if is_edgetl_metadata(data) else None
 
 
 MAX_EMBEDDED_FILE_BYTES = 4 << 20

@@ -166,7 +166,7 @@ def test_sigkill_mid_export_keeps_the_previous_export_whole(trained: tuple[Path,
     assert process.returncode == -signal.SIGKILL
     assert _snapshot(run / "export") == before  # nothing new beside the old export.json
     assert list(run.glob(".export.edgetl-staging-*"))
-    leftover_tmp = [p for p in Path(tempfile.gettempdir()).glob(f"edgetl-export-*") if (p / MARKER).is_file()
+    leftover_tmp = [p for p in Path(tempfile.gettempdir()).glob("edgetl-export-*") if (p / MARKER).is_file()
                     and json.loads((p / MARKER).read_text())["pid"] == process.pid]
     assert leftover_tmp
 

@@ -20,7 +20,6 @@ from edgetl.errors import EdgetlError
 from edgetl.export import ExportOptions, export, load_run
 from edgetl.runtime import Classifier
 from edgetl.runtime.metadata import read_tflite_info
-from edgetl.verify import verify
 
 runner = CliRunner()
 ODD_NAMES = ("grün, hell", "rouge vif", "日本 猫")

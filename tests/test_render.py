@@ -1,0 +1,29 @@
+"""Output written to a log or a pipe: tables at full width, no escape codes, `==>` progress lines."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.table import Table
+
+from edgetl.render import LOG_WIDTH, keras_verbosity, make_console, show_progress
+
+
+def test_a_table_in_a_log_is_never_cut(capsys) -> None:
+    console = make_console()  # pytest's captured stdout is not a terminal
+    assert console.width == LOG_WIDTH
+    table = Table(title="Parity")
+    for column in ("format", "accuracy", "agreement", "file"):
+        table.add_column(column)
+    table.add_row("tflite-int8", "97.0%", "99.0%", "a/very/long/path/" * 12 + "model_tflite-int8.tflite")
+    console.print(table)
+    out = capsys.readouterr().out
+    assert "…" not in out and "accuracy" in out and "model_tflite-int8.tflite" in out and "\x1b" not in out
+    assert keras_verbosity(quiet=False) == 2 and keras_verbosity(quiet=True) == 0
+
+
+def test_library_progress_becomes_one_line_each(capsys) -> None:
+    show_progress(make_console())
+    logging.getLogger("edgetl.export").info("%s: %s [bold]", "tflite-fp32", "model_tflite-fp32.tflite")
+    logging.getLogger("edgetl.train").debug("not shown")
+    assert capsys.readouterr().out == "==> tflite-fp32: model_tflite-fp32.tflite [bold]\n"
