@@ -266,9 +266,6 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     meta = read_run_metadata(run_dir)
     import keras
 
-    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for a truncated file
-        raise EdgetlError(f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
-                          f"Received: {run_dir}")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
@@ -295,6 +292,9 @@ def _check_run_dir(run_dir: Path) -> Path:
         raise EdgetlError(f"Run directory not found. Received: {run_dir}")
     if not model_path.is_file():
         raise EdgetlError(f"{run_dir} has no model.keras; train one with `edgetl train` first. Received: {run_dir}")
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for a truncated file
+        raise EdgetlError(f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
+                          f"Received: {run_dir}")
     return model_path
 
 

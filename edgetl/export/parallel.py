@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -53,13 +54,28 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     worker = ExportSource(model=None, metadata=source.metadata, workdir=source.workdir)
     worker._saved_model[0] = source.saved_model()
     logger.info("%s: converting in a worker process", ", ".join(remote))
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_parent) as pool:
         futures: dict[str, Future[ExportResult]] = {
             fmt: pool.submit(_convert_in_worker, worker, options, fmt, artefact_path(out_dir, fmt), calib_file)
             for fmt in remote
         }
         local = {fmt: here(fmt) for fmt in formats if fmt not in futures}
         return [_collect(fmt, futures[fmt]) if fmt in futures else local[fmt] for fmt in formats]
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker is killed when this process dies, even by SIGKILL.
+
+    Otherwise a killed export would leave its worker converting on, writing into the abandoned
+    staging folder and holding the terminal's (or a CI log's) pipes open.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
