@@ -191,8 +191,12 @@ def verify(
     _check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
-    artefacts = find_artefacts(export_dir)
-    check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
+    try:
+        artefacts = find_artefacts(export_dir)
+        check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
+    except EdgetlError:
+        loading.result()  # a model that cannot load is the run's real problem: its error comes first
+        raise
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
         paths, truth, source = sample_gate.add_probe(paths, truth, source, Path(probe))
