@@ -88,9 +88,8 @@ def test_qemu_missing_and_apt_failing_names_the_package(tmp_path: Path) -> None:
 
 def test_script_follows_the_readme_raspberry_pi_install() -> None:
     """The README's wheel build and the Pi's three install lines, for this version, are what the script runs."""
-    import tomllib
+    from edgetl._version import __version__ as version
 
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     readme = (REPO / "README.md").read_text()
     script = SCRIPT.read_text()
     wheel = f"edgetl-{version}-py3-none-any.whl"
