@@ -172,8 +172,7 @@ def train(
         return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
                          verbose=keras_verbosity(quiet))
 
-    if not quiet:
-        show_progress(err_console if json_output else console)
+    show_progress(None if quiet else err_console if json_output else console)
     # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr (and
     # keras_verbosity, called inside, judges that stream).
     with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
@@ -540,8 +539,7 @@ def demo(
     def say(message: str) -> None:
         console.print(f"[bold cyan]==>[/] {message}", highlight=False)
 
-    if not quiet:
-        show_progress(console)
+    show_progress(None if quiet else console)
     report = _run(run_demo, out, overwrite=overwrite, verbose=keras_verbosity(quiet), progress=say)
     _print_export(report.export)
     _print_verify(report.verify)

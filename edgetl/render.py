@@ -49,11 +49,16 @@ class _ConsoleHandler(logging.Handler):
         self._console.print(f"[bold cyan]==>[/] {escape(record.getMessage())}", highlight=False)
 
 
-def show_progress(console: Console) -> None:
-    """Print what edgetl's stages log at INFO (stage names, per-format export progress) on `console`."""
+def show_progress(console: Console | None) -> None:
+    """Print what edgetl's stages log at INFO (stage names, per-format export progress) on `console`.
+
+    None (`--quiet`) prints none, also when an earlier command in this process showed them.
+    """
     logger = logging.getLogger("edgetl")
     for handler in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
         logger.removeHandler(handler)
+    if console is None:
+        return
     logger.addHandler(_ConsoleHandler(console))
     logger.setLevel(logging.INFO)
     logger.propagate = False

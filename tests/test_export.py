@@ -154,7 +154,8 @@ def test_missing_edgetpu_compiler_stops_before_any_conversion(tiny_run: Path, tm
 
 
 def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
-    (tmp_path / "model.keras").write_bytes(b"never loaded: the options are checked first")
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:  # a whole archive, never loaded:
+        archive.writestr("config.json", "the options and the run's splits are checked first")
     with pytest.raises(EdgetlError, match="Did you mean 'tflite-int8'"):
         ExportOptions(formats=("tflite_int8",))
     with pytest.raises(EdgetlError, match="io_dtype is set but none of the requested formats"):

@@ -331,9 +331,10 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     from edgetl.data import read_split
 
     run_dir = Path(run_dir)
+    _validate(options)
     _check_run_dir(run_dir)
     train, test = read_split(run_dir, "train"), read_split(run_dir, "test")
-    _validate(options, has_train_split=bool(train))
+    _check_calibration_source(options, has_train_split=bool(train))
     out_dir = options.output_dir or run_dir / "export"
     if "edgetpu" in options.resolved_formats:
         require_compiler(artefact_path(out_dir, "tflite-int8"))
@@ -370,8 +371,8 @@ def _validation_pixels(run_dir: Path, options: ExportOptions, spec: Preprocessin
     return calibration.decode([p for p, _ in val], spec)
 
 
-def _validate(options: ExportOptions, *, has_train_split: bool) -> None:
-    """Cross-field checks: options no requested format reads; calibration data for int8."""
+def _validate(options: ExportOptions) -> None:
+    """Cross-field check, before the run is read: no option is set that no requested format reads."""
     formats = options.resolved_formats
     defaults = ExportOptions()
     for name in ("calibration_size", "calibration_dir", "io_dtype", "onnx_opset", "quantization"):
@@ -381,7 +382,11 @@ def _validate(options: ExportOptions, *, has_train_split: bool) -> None:
                 f"{name} is set but none of the requested formats ({', '.join(formats)}) uses it. "
                 f"Received: {name}={getattr(options, name)!r}. It applies to: {', '.join(readers)}."
             )
-    needs = [f for f in formats if FORMATS[f].calibrated]
+
+
+def _check_calibration_source(options: ExportOptions, *, has_train_split: bool) -> None:
+    """The int8 formats need photos: --calibration-dir or the run's training split."""
+    needs = [f for f in options.resolved_formats if FORMATS[f].calibrated]
     if needs and options.calibration_dir is None and not has_train_split:
         raise EdgetlError(
             f"{', '.join(needs)} need calibration images, and there is no training split (splits.json) to draw "
@@ -588,7 +593,8 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
         raise EdgetlError(f"weights must be 'imagenet' or an existing .weights.h5 file. Received: weights={weights!r}")
     if not 32 <= image_size <= 1024:
         raise EdgetlError(f"image_size must be in [32, 1024]. Received: image_size={image_size}")
-    _validate(options, has_train_split=False)
+    _validate(options)
+    _check_calibration_source(options, has_train_split=False)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
