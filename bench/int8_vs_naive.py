@@ -115,7 +115,7 @@ def main() -> int:
 
     from edgetl.export import ExportOptions, artefact_path, export, load_run
     from edgetl.export import calibration
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
 
     started = time.perf_counter()
     run = args.run or Path(tempfile.mkdtemp(prefix="edgetl-int8-bench-")) / "run"

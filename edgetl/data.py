@@ -100,26 +100,6 @@ class Splits:
         return text
 
 
-def read_split(run_dir: str | Path, split: str) -> list[tuple[Path, str]] | None:
-    """The photos of one split of a RUN_DIR, as (absolute path, class name); None without splits.json.
-
-    Raises:
-        EdgetlError: if splits.json is malformed.
-    """
-    path = Path(run_dir) / "splits.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        root = Path(data["data_dir"])
-        files, classes = data[split], data[f"{split}_classes"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise EdgetlError(f"splits.json is malformed ({e}). Received: {path}") from e
-    if len(files) != len(classes):
-        raise EdgetlError(f"splits.json lists {len(files)} {split} files but {len(classes)} classes. Received: {path}")
-    return [(root / file, name) for file, name in zip(files, classes)]
-
-
 def scan_classes(root: Path, *, min_images: int = 2) -> tuple[tuple[str, ...], LabelledFiles]:
     """Find `root/<class>/**/image` files; non-image files are ignored.
 

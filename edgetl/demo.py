@@ -210,7 +210,7 @@ def run_demo(
 
 def _predict(run_dir: Path, fmt: str) -> tuple[tuple[Path, str, Prediction], ...]:
     """Top-1 of an exported model on one test image of each of a few digits, through the runtime."""
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
     from edgetl.runtime import Classifier
 
     first = {digit: path for path, digit in reversed(read_split(run_dir, "test") or [])}

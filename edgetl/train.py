@@ -47,8 +47,9 @@ from edgetl.backbones import (
 )
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
+from edgetl.rundir import write_run
 from edgetl.safety import WriteError, check_apart, check_number, check_replaceable, disk_errors, publish, read_marker, write_marker
-from edgetl.spec import ModelMetadata, PreprocessingSpec, labels_text, make_folder, write_text_atomic
+from edgetl.spec import ModelMetadata, PreprocessingSpec, make_folder, write_text_atomic
 
 make_callable(__name__)  # `edgetl.train(...)` runs `train()` below
 
@@ -881,10 +882,6 @@ def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: Preproces
 
     from edgetl.plots import plot_confusion, plot_curves
 
-    final = _float32_copy(model)
-    final.save(work / "model.keras")
-    write_text_atomic(work / "labels.txt", labels_text(splits.class_names))
-    write_text_atomic(work / "preprocessing.json", json.dumps(spec.to_dict(), indent=2))
     metadata = ModelMetadata(
         labels=splits.class_names,
         preprocessing=spec,
@@ -893,7 +890,7 @@ def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: Preproces
         source_run=work.name.removeprefix(".").removesuffix(".partial"),
         edgetl_version=__version__,
     )
-    write_text_atomic(work / "metadata.json", metadata.to_json())
+    write_run(work, _float32_copy(model), metadata)
     write_text_atomic(work / "splits.json", splits.to_json())
     history = _merge_histories(work / "stages")
     _write_history(work / "history.csv", history)

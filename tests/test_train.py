@@ -274,7 +274,7 @@ def test_full_training_from_random_weights_predicts_in_inference_mode(tmp_path: 
     statistics) are classified as well in inference mode (moving statistics), whatever the trajectory."""
     import keras
 
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
     from edgetl.runtime.image import load_pixels
     from edgetl.spec import PreprocessingSpec
 
