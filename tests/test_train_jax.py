@@ -122,7 +122,7 @@ def test_training_steps_are_dispatched_without_a_host_sync(tmp_path: Path) -> No
     result = _run_jax(
         f"""
 import json, keras
-from edgetl.train import _async_safe, _stop_on_sigint
+from edgetl.train.resume import _async_safe, _stop_on_sigint
 made = lambda: [keras.callbacks.ModelCheckpoint({str(tmp_path / 'b.weights.h5')!r}, save_best_only=True, save_weights_only=True),
                 keras.callbacks.BackupAndRestore({str(tmp_path / 'backup')!r}), keras.callbacks.CSVLogger({str(tmp_path / 'h.csv')!r})]
 with _stop_on_sigint() as stop:
