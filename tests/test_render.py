@@ -27,3 +27,16 @@ def test_library_progress_becomes_one_line_each(capsys) -> None:
     logging.getLogger("edgetl.export").info("%s: %s [bold]", "tflite-fp32", "model_tflite-fp32.tflite")
     logging.getLogger("edgetl.train").debug("not shown")
     assert capsys.readouterr().out == "==> tflite-fp32: model_tflite-fp32.tflite [bold]\n"
+
+
+def test_train_help_groups_its_options_and_offers_the_apis_choices() -> None:
+    from typer.testing import CliRunner
+
+    from edgetl.choices import STRATEGIES
+    from edgetl.cli import Strategy, app
+
+    assert tuple(member.value for member in Strategy) == STRATEGIES
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for panel in ("Model", "Training", "Data", "Hardware", "Output"):
+        assert f"─ {panel} " in result.output, panel

@@ -153,6 +153,14 @@ def test_train_output_in_a_log_is_plain_and_json_is_clean(colour_photos: Path, t
     assert "==> head:" in result.stderr
 
 
+def test_the_strategy_table_has_one_row_per_choice_in_order() -> None:
+    from edgetl.choices import STRATEGIES
+    from edgetl.train.strategies import STRATEGY_TABLE
+
+    assert tuple(STRATEGY_TABLE) == STRATEGIES
+    assert [name for name, row in STRATEGY_TABLE.items() if not row.pretrained] == ["scratch"]
+
+
 def test_training_modules_use_keras_only() -> None:
     """data, backbones and train never import tensorflow (the GPU machine has only JAX)."""
     files = [REPO / "edgetl" / f"{name}.py" for name in ("data", "backbones", "rundir", "plots")]

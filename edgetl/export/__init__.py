@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetl._callable import make_callable
+from edgetl.choices import IO_DTYPES
 from edgetl.errors import EdgetlError
 from edgetl.export import calibration, recipes
 from edgetl.export.edgetpu import export_edgetpu, require_compiler
@@ -45,7 +46,6 @@ from edgetl.spec import PreprocessingSpec
 
 make_callable(__name__)  # `edgetl.export(...)` runs `export()` below
 
-IO_DTYPES = ("uint8", "int8")
 ONNX_OPSETS = tuple(range(13, 19))
 """Opsets tf2onnx 1.17 converts to and onnxruntime's QDQ quantizer accepts (per-channel needs 13)."""
 

@@ -35,13 +35,13 @@ from edgetl.rundir import write_run
 from edgetl.safety import WriteError, check_apart, check_replaceable, disk_errors, publish
 from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
 from edgetl.train.metrics import evaluate
-from edgetl.train.options import DEVICES, PRECISIONS, TrainOptions, TrainResult
+from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
+from edgetl.train.options import TrainOptions, TrainResult
 from edgetl.train.resume import check_resume, partial_dir, partial_path, run_identity
 from edgetl.train.strategies import (
     DEFAULT_EPOCHS,
     FULL_BATCH_NORM_MOMENTUM,
     SCRATCH_EPOCHS,
-    STRATEGIES,
     STRATEGY_TABLE,
     fit_strategy,
     with_augmentation,

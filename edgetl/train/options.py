@@ -7,15 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetl.errors import EdgetlError
+from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.safety import check_number
-from edgetl.train.strategies import STRATEGIES, STRATEGY_TABLE, Strategy
+from edgetl.train.strategies import STRATEGY_TABLE, Strategy
 
 if TYPE_CHECKING:
     from edgetl.backbones import BackboneOptions
-
-DEVICES = ("auto", "gpu", "cpu")
-PRECISIONS = ("float32", "mixed")
-
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:

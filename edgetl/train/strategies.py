@@ -127,14 +127,13 @@ def _fit_fine_tune(fit: Fit) -> tuple[keras.Model, dict[str, Any]]:
     return model, _fine_tune(model, fit.backbone, fit.options, fit.arrays, fit.val, fit.work, fit.verbose)
 
 
-STRATEGY_TABLE: dict[str, Strategy] = {
+STRATEGY_TABLE: dict[str, Strategy] = {  # one row per name in edgetl.choices.STRATEGIES, in that order
     "feature-extract": Strategy(fit=_fit_feature_extract, augments=False),
     "fine-tune": Strategy(fit=_fit_fine_tune, augments=True, fine_tunes=True),
     "scratch": Strategy(fit=_fit_scratch, pretrained=False, default_epochs=SCRATCH_EPOCHS, augments=True),
     "linear": Strategy(fit=_fit_linear, augments=False),
     "full": Strategy(fit=_fit_full, augments=True),
 }
-STRATEGIES = tuple(STRATEGY_TABLE)
 
 
 def fit_strategy(
