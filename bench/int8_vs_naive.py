@@ -113,8 +113,7 @@ def main() -> int:
                         help="Calibrate naive and edgetl on 200 photos drawn from here (default: the training split).")
     args = parser.parse_args()
 
-    from edgetl.export import ExportOptions, artefact_path, export, load_run
-    from edgetl.export import calibration
+    from edgetl.export import ExportOptions, artefact_path, calibration, export, load_run
     from edgetl.rundir import read_split
 
     started = time.perf_counter()

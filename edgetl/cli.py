@@ -17,10 +17,10 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
+from edgetl import render
 from edgetl._version import __version__
 from edgetl.choices import DEVICES, IO_DTYPES, PRECISIONS, STRATEGIES
 from edgetl.errors import EdgetlError
-from edgetl import render
 from edgetl.render import keras_verbosity, make_console, show_progress
 from edgetl.spec import escaped
 

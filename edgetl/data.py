@@ -48,7 +48,7 @@ class LabelledFiles:
     def __len__(self) -> int:
         return len(self.files)
 
-    def select(self, indices: Sequence[int] | np.ndarray) -> "LabelledFiles":
+    def select(self, indices: Sequence[int] | np.ndarray) -> LabelledFiles:
         indices = np.asarray(indices, dtype=int)
         return LabelledFiles(tuple(self.files[i] for i in indices), self.labels[indices])
 

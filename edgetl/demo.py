@@ -19,8 +19,8 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from importlib.resources import files
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 

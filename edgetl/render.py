@@ -70,12 +70,22 @@ def show_progress(console: Console) -> None:
 def print_train(console: Console, result: Any) -> None:
     """Accuracy per held-out split, the fine-tuning verdict, and where the run is."""
     metrics = result.metrics
-    summary = ", ".join(f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}" for split in ("val", "test") if f"{split}_accuracy" in metrics)
+    summary = ", ".join(
+        f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}"
+        for split in ("val", "test")
+        if f"{split}_accuracy" in metrics
+    )
     console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
     if "fine_tune" in metrics:
         ft = metrics["fine_tune"]
-        console.print(f"Kept: {ft['kept']} (val accuracy: head {ft['head_val_accuracy']:.3f}, fine-tuned {ft['fine_tuned_val_accuracy']:.3f})", highlight=False)
-    console.print(f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)")
+        console.print(
+            f"Kept: {ft['kept']} (val accuracy: head {ft['head_val_accuracy']:.3f}, "
+            f"fine-tuned {ft['fine_tuned_val_accuracy']:.3f})",
+            highlight=False,
+        )
+    console.print(
+        f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)"
+    )
     console.print(f"Next: edgetl export {result.run_dir}")
 
 
@@ -86,7 +96,9 @@ def print_predictions(console: Console, title: str, images: Sequence[Path], resu
         table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
     for image, predictions in zip(images, results):
         for rank, p in enumerate(predictions, start=1):
-            table.add_row(escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}")
+            table.add_row(
+                escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}"
+            )
     console.print(table)
 
 
@@ -102,7 +114,9 @@ def print_benchmark(console: Console, model_name: str, report: Any) -> None:
     said = f"{overhead:+.1%}" if overhead >= 0 else f"within noise (measured {overhead:+.1%})"
     console.print(f"{report.images_per_s:.1f} images/s; runner overhead {said} over bare invoke()")
     if report.photos_per_s is not None:
-        console.print(f"{report.photos_per_s:.1f} photos/s end to end (decode + resize + invoke) on {report.photos} photos")
+        console.print(
+            f"{report.photos_per_s:.1f} photos/s end to end (decode + resize + invoke) on {report.photos} photos"
+        )
 
 
 def print_selftest(console: Console, model_name: str, report: Any) -> None:
@@ -123,8 +137,13 @@ def print_export(console: Console, report: Any) -> None:
         table.add_column(column, justify="right" if column in ("size", "seconds") else "left")
     for r in report.results:
         status = "[green]✓[/]" if r.error is None else f"[red]✗ {r.error}[/]"
-        table.add_row(r.format, r.path.name if r.path else "-", f"{r.size_bytes / 1e6:.2f} MB" if r.path else "-",
-                      f"{r.seconds:.1f}", status)
+        table.add_row(
+            r.format,
+            r.path.name if r.path else "-",
+            f"{r.size_bytes / 1e6:.2f} MB" if r.path else "-",
+            f"{r.seconds:.1f}",
+            status,
+        )
     console.print(table)
     if report.calibration:
         c = report.calibration
@@ -132,12 +151,23 @@ def print_export(console: Console, report: Any) -> None:
         console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
     if report.edgetpu_preflight:
         p = report.edgetpu_preflight
-        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]})"
-        console.print(f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}", highlight=False)
+        where = (
+            "all ops map"
+            if p["fully_mappable"]
+            else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]})"
+        )
+        console.print(
+            f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}",
+            highlight=False,
+        )
     if report.golden:
         console.print(f"Golden vectors: {report.golden}", highlight=False)
     run_dir = report.output_dir.parent
-    console.print(f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   edgetl inspect {report.output_dir}/model_tflite-int8.tflite", highlight=False)
+    console.print(
+        f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   "
+        f"edgetl inspect {report.output_dir}/model_tflite-int8.tflite",
+        highlight=False,
+    )
 
 
 def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> str:
@@ -157,27 +187,56 @@ def print_verify(console: Console, report: Any) -> None:
     ref = report.reference
     acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
     table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
-    for column in ("", "format", "size", "accuracy", "Δ acc", "agreement (differ/allowed)", "max |Δp|", "p50 ms", "p95 ms"):
+    for column in (
+        "",
+        "format",
+        "size",
+        "accuracy",
+        "Δ acc",
+        "agreement (differ/allowed)",
+        "max |Δp|",
+        "p50 ms",
+        "p95 ms",
+    ):
         table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
     for r in report.results:
         delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f}"
         table.add_row(
-            "[green]✓[/]" if r.passed else "[red]✗[/]", r.format, f"{r.size_bytes / 1e6:.2f}M",
-            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}", delta,
-            f"{r.top1_agreement:.1%}" + (f" ({r.gate['disagreements']}/{max(r.gate['allowed_disagreements'], 0)})" if r.gate else ""),
-            f"{r.max_abs_diff:.0e}", f"{r.latency_ms_p50:.1f}", f"{r.latency_ms_p95:.1f}",
+            "[green]✓[/]" if r.passed else "[red]✗[/]",
+            r.format,
+            f"{r.size_bytes / 1e6:.2f}M",
+            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}",
+            delta,
+            f"{r.top1_agreement:.1%}"
+            + (f" ({r.gate['disagreements']}/{max(r.gate['allowed_disagreements'], 0)})" if r.gate else ""),
+            f"{r.max_abs_diff:.0e}",
+            f"{r.latency_ms_p50:.1f}",
+            f"{r.latency_ms_p95:.1f}",
         )
     console.print(table)
-    atols = ", ".join(f"{r.format} {r.threshold['atol']:.0e}" for r in report.results if r.threshold["atol"] is not None)
-    console.print(f"Thresholds: agreement >= {_threshold_summary(report, 'min_agreement', '{:.0%}'.format)}, accuracy drop <= "
-                  f"{_threshold_summary(report, 'max_accuracy_drop', lambda drop: f'{100 * drop:.1f} pt')}; max |Δp| <= {atols or '-'}", highlight=False)
+    atols = ", ".join(
+        f"{r.format} {r.threshold['atol']:.0e}" for r in report.results if r.threshold["atol"] is not None
+    )
+    console.print(
+        f"Thresholds: agreement >= {_threshold_summary(report, 'min_agreement', '{:.0%}'.format)}, accuracy drop <= "
+        f"{_threshold_summary(report, 'max_accuracy_drop', lambda drop: f'{100 * drop:.1f} pt')}; "
+        f"max |Δp| <= {atols or '-'}",
+        highlight=False,
+    )
     if report.cross:
-        console.print(f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, max |Δp| {report.cross['max_abs_diff']:.1e}", highlight=False)
+        console.print(
+            f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, "
+            f"max |Δp| {report.cross['max_abs_diff']:.1e}",
+            highlight=False,
+        )
     for name, why in report.skipped:
         console.print(f"Skipped {name}: {why}", highlight=False)
     if sample_note(report):
         console.print(sample_note(report), highlight=False)
-    console.print(f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png in {report.run_dir / 'export'}")
+    console.print(
+        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png "
+        f"in {report.run_dir / 'export'}"
+    )
 
 
 def print_inspect(console: Console, model_name: str, report: Any) -> None:
@@ -187,26 +246,50 @@ def print_inspect(console: Console, model_name: str, report: Any) -> None:
         table.add_column(column)
     for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
         for t in tensors:
-            table.add_row(kind, escaped(t.name), t.dtype, str(list(t.shape)), f"{t.scale:.6g}" if t.scale else "-",
-                          str(t.zero_point) if t.scale else "-")
+            table.add_row(
+                kind,
+                escaped(t.name),
+                t.dtype,
+                str(list(t.shape)),
+                f"{t.scale:.6g}" if t.scale else "-",
+                str(t.zero_point) if t.scale else "-",
+            )
     console.print(table)
     console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
     if report.edgetl:
         e = report.edgetl
         labels = e.get("labels", [])
-        console.print(escaped(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
-                              f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"), highlight=False, markup=False)
+        console.print(
+            escaped(
+                f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
+                f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"
+            ),
+            highlight=False,
+            markup=False,
+        )
     if report.tflite_metadata:
         m = report.tflite_metadata
-        console.print(escaped(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
-                              f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"), highlight=False, markup=False)
+        console.print(
+            escaped(
+                f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, "
+                f"mean {m['mean']} std {m['std']}, "
+                f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"
+            ),
+            highlight=False,
+            markup=False,
+        )
     if report.metadata_props:
         console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
     if report.details.get("opset"):
         console.print(f"ONNX opset {report.details['opset']}, producer {report.details['producer']}", highlight=False)
     if report.edgetpu:
         p = report.edgetpu
-        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]}); the rest runs on the CPU"
+        where = (
+            "all ops map"
+            if p["fully_mappable"]
+            else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]}); "
+            "the rest runs on the CPU"
+        )
         console.print(f"Edge TPU pre-flight: {p['mapped_ops']}/{p['total_ops']} ops; {where}", highlight=False)
         for op in p["ops"]:
             if not op["mappable"]:

@@ -30,8 +30,10 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     import keras
 
     if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for a truncated file
-        raise EdgetlError(f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
-                          f"Received: {run_dir}")
+        raise EdgetlError(
+            f"{model_path} is truncated or corrupt (not a whole .keras archive); train the run again. "
+            f"Received: {run_dir}"
+        )
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
@@ -46,11 +48,13 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     height, width = meta.preprocessing.image_size
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if in_shape[1:] != (height, width, 3):
-        raise EdgetlError(f"model.keras takes {in_shape[1:]} but preprocessing.json says {(height, width, 3)}. "
-                          f"Received: {run_dir}")
+        raise EdgetlError(
+            f"model.keras takes {in_shape[1:]} but preprocessing.json says {(height, width, 3)}. Received: {run_dir}"
+        )
     if out_shape[-1] != len(meta.labels):
-        raise EdgetlError(f"model.keras has {out_shape[-1]} outputs but labels.txt has {len(meta.labels)} labels. "
-                          f"Received: {run_dir}")
+        raise EdgetlError(
+            f"model.keras has {out_shape[-1]} outputs but labels.txt has {len(meta.labels)} labels. Received: {run_dir}"
+        )
     return model, meta
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KERAS_HOME, REPO, shared_path, write_solid_photos
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import KERAS_HOME, REPO, shared_path, write_solid_photos
 from edgetl.backbones import BackboneOptions
 from edgetl.cli import app
 from edgetl.data import UnreadableImagesWarning
@@ -248,7 +248,7 @@ def test_awkward_image_modes_are_converted(tmp_path: Path) -> None:
     base.convert("RGBA").save(data / "odd" / "rgba.png")
     base.convert("P").save(data / "odd" / "palette.png")
     base.convert("CMYK").save(data / "odd" / "cmyk.jpg")
-    Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)).save(data / "odd" / "deep16.png")
+    Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257).save(data / "odd" / "deep16.png")
     exif = Image.Exif()
     exif[0x0112] = 6
     base.save(data / "plain" / "rotated.jpg", exif=exif)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_solid_photos
 
 pytest.importorskip("jax", reason="the JAX backend is tested where jax is installed (pip install 'jax[cpu]')")

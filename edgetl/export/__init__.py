@@ -157,7 +157,9 @@ class ExportOptions:
         check_number("calibration_size", self.calibration_size, 1, 10_000, integer=True)
         check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.quantization not in recipes.CHOICES:
-            raise EdgetlError(f"quantization must be one of {recipes.CHOICES}. Received: quantization={self.quantization!r}")
+            raise EdgetlError(
+                f"quantization must be one of {recipes.CHOICES}. Received: quantization={self.quantization!r}"
+            )
         if self.io_dtype not in IO_DTYPES:
             raise EdgetlError(f"io_dtype must be one of {IO_DTYPES}. Received: io_dtype={self.io_dtype!r}")
         if self.onnx_opset not in ONNX_OPSETS:
@@ -292,7 +294,9 @@ def _validation_pixels(run_dir: Path, options: ExportOptions, spec: Preprocessin
     val = read_split(run_dir, "val") if options.quantization == "auto" else None
     if not val:
         if options.quantization == "auto":
-            warnings.warn("--quantization auto has no validation split to compare recipes on; using minmax.", stacklevel=3)
+            warnings.warn(
+                "--quantization auto has no validation split to compare recipes on; using minmax.", stacklevel=3
+            )
         return None
     return calibration.decode([p for p, _ in val], spec)
 
@@ -312,7 +316,8 @@ def check_formats_options(options: ExportOptions, *, has_train_split: bool) -> N
     if needs and options.calibration_dir is None and not has_train_split:
         raise EdgetlError(
             f"{', '.join(needs)} need calibration images, and there is no training split (splits.json) to draw "
-            "them from. Pass --calibration-dir DIR with a few hundred representative photos, or leave out the int8 formats."
+            "them from. Pass --calibration-dir DIR with a few hundred representative photos, or leave out the "
+            "int8 formats."
         )
 
 

@@ -23,7 +23,14 @@ from edgetl.export import FORMATS, ExportOptions, ExportReport, ExportResult, ca
 from edgetl.export.common import ExportSource, sidecar_path
 from edgetl.export.parallel import convert_all
 from edgetl.safety import (
-    check_apart, check_replaceable, disk_errors, manifest, publish, remove_marked, staging_folder, temporary_folder,
+    check_apart,
+    check_replaceable,
+    disk_errors,
+    manifest,
+    publish,
+    remove_marked,
+    staging_folder,
+    temporary_folder,
 )
 from edgetl.spec import ModelMetadata, write_text_atomic
 
@@ -34,9 +41,18 @@ GOLDEN_IMAGES = 4
 """Test photos whose outputs every runnable artefact records in `golden/`."""
 
 
-def build_export(model: Any, meta: ModelMetadata, out_dir: Path, options: ExportOptions,
-            calib_fn: Callable[[], calibration.CalibrationSet], golden_images: Sequence[Path], *,
-            source_model: Path, shown_as: Path | None = None, validation: Any = None) -> ExportReport:
+def build_export(
+    model: Any,
+    meta: ModelMetadata,
+    out_dir: Path,
+    options: ExportOptions,
+    calib_fn: Callable[[], calibration.CalibrationSet],
+    golden_images: Sequence[Path],
+    *,
+    source_model: Path,
+    shown_as: Path | None = None,
+    validation: Any = None,
+) -> ExportReport:
     """Build the export in a staging folder beside `out_dir`, then swap it in whole.
 
     A killed export leaves the previous export untouched (and a marked staging folder that the
@@ -50,8 +66,11 @@ def build_export(model: Any, meta: ModelMetadata, out_dir: Path, options: Export
     check_replaceable(out_dir, "export", flag="export")
     check_apart(out_dir, options.calibration_dir, "calibration folder")
     if any(FORMATS[f].calibrated for f in formats):
-        logger.info("calibration: decoding up to %d representative images for %s", options.calibration_size,
-                    ", ".join(f for f in formats if FORMATS[f].calibrated))
+        logger.info(
+            "calibration: decoding up to %d representative images for %s",
+            options.calibration_size,
+            ", ".join(f for f in formats if FORMATS[f].calibrated),
+        )
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
     stage = staging_folder(out_dir, "export", "the output folder")
@@ -67,8 +86,13 @@ def build_export(model: Any, meta: ModelMetadata, out_dir: Path, options: Export
                 logger.info("golden vectors: %d images through %d artefacts", len(golden_images), len(runnable))
                 golden, golden_error = _golden(stage, runnable, golden_images)
             report = ExportReport(
-                output_dir=stage, results=tuple(results), calibration=calib_set.summary() if calib_set else None,
-                edgetpu_preflight=preflight, golden=golden, golden_error=golden_error, seconds=time.perf_counter() - start,
+                output_dir=stage,
+                results=tuple(results),
+                calibration=calib_set.summary() if calib_set else None,
+                edgetpu_preflight=preflight,
+                golden=golden,
+                golden_error=golden_error,
+                seconds=time.perf_counter() - start,
                 quantization=_recipes_used(results),
             )
             report = relocated(report, stage, shown_as or out_dir)
@@ -91,8 +115,13 @@ def relocated(report: ExportReport, old: Path, new: Path) -> ExportReport:
         return None if message is None else message.replace(str(old), str(new))
 
     results = tuple(dataclasses.replace(r, path=move(r.path), error=text(r.error)) for r in report.results)
-    return dataclasses.replace(report, output_dir=move(report.output_dir), results=results, golden=move(report.golden),
-                               golden_error=text(report.golden_error))
+    return dataclasses.replace(
+        report,
+        output_dir=move(report.output_dir),
+        results=results,
+        golden=move(report.golden),
+        golden_error=text(report.golden_error),
+    )
 
 
 def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
@@ -101,7 +130,10 @@ def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
     for r in results:
         if r.path is not None and FORMATS[r.format].calibrated and sidecar_path(r.path).is_file():
             extra = ModelMetadata.from_json(sidecar_path(r.path).read_text(encoding="utf-8")).extra
-            used[r.format] = {"recipe": extra.get("quantization_recipe"), "trials": extra.get("quantization_trials") or {}}
+            used[r.format] = {
+                "recipe": extra.get("quantization_recipe"),
+                "trials": extra.get("quantization_trials") or {},
+            }
     return used
 
 
@@ -112,10 +144,17 @@ def timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:
         path = fn()
     except _converter_errors() as e:  # reported as this format's failure; the export exits non-zero
         message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        result = ExportResult(format=fmt, path=None, size_bytes=0, seconds=time.perf_counter() - start,
-                              error=f"{type(e).__name__}: {message}")
+        result = ExportResult(
+            format=fmt,
+            path=None,
+            size_bytes=0,
+            seconds=time.perf_counter() - start,
+            error=f"{type(e).__name__}: {message}",
+        )
     else:
-        result = ExportResult(format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start)
+        result = ExportResult(
+            format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start
+        )
     log_outcome(result)
     return result
 

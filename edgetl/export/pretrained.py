@@ -61,9 +61,17 @@ PRETRAINED: dict[str, PretrainedModel] = {
 }
 
 
-def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportOptions(), *,
-                      weights: str = "imagenet", alpha: float = 1.0, image_size: int = 224,
-                      labels_file: Path | None = None, overwrite: bool = False) -> ExportReport:
+def export_pretrained(
+    name: str,
+    out_dir: Path,
+    options: ExportOptions = ExportOptions(),
+    *,
+    weights: str = "imagenet",
+    alpha: float = 1.0,
+    image_size: int = 224,
+    labels_file: Path | None = None,
+    overwrite: bool = False,
+) -> ExportReport:
     """Export an ImageNet classifier as it is, with its labels, through the same formats.
 
     `out_dir` is laid out like a RUN_DIR (model.keras, labels.txt, preprocessing.json,
@@ -89,13 +97,17 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     entry = PRETRAINED.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, PRETRAINED, n=1)
-        raise EdgetlError(f"Unknown pretrained model {name!r}. Valid: {', '.join(PRETRAINED)}." +
-                          (f" Did you mean {close[0]!r}?" if close else ""))
+        raise EdgetlError(
+            f"Unknown pretrained model {name!r}. Valid: {', '.join(PRETRAINED)}."
+            + (f" Did you mean {close[0]!r}?" if close else "")
+        )
     labels = read_labels(Path(labels_file)) if labels_file is not None else None
     check_labels(labels or (), str(labels_file))
     if weights == "imagenet" and (alpha not in entry.alphas or image_size not in entry.sizes):
-        raise EdgetlError(f"With weights='imagenet', alpha must be one of {entry.alphas} and image_size one of "
-                          f"{entry.sizes}. Received: alpha={alpha}, image_size={image_size}")
+        raise EdgetlError(
+            f"With weights='imagenet', alpha must be one of {entry.alphas} and image_size one of "
+            f"{entry.sizes}. Received: alpha={alpha}, image_size={image_size}"
+        )
     if weights != "imagenet" and not Path(weights).is_file():
         raise EdgetlError(f"weights must be 'imagenet' or an existing .weights.h5 file. Received: weights={weights!r}")
     if not 32 <= image_size <= 1024:
@@ -110,23 +122,42 @@ def export_pretrained(name: str, out_dir: Path, options: ExportOptions = ExportO
     model, num_classes = _build_pretrained(entry, weights, alpha, image_size)
     labels = labels or _imagenet_labels(num_classes)
     if len(labels) != num_classes:
-        raise EdgetlError(f"The model has {num_classes} classes but the labels file has {len(labels)} lines. "
-                          f"Received: labels_file={labels_file}")
+        raise EdgetlError(
+            f"The model has {num_classes} classes but the labels file has {len(labels)} lines. "
+            f"Received: labels_file={labels_file}"
+        )
     spec = PreprocessingSpec(image_size=(image_size, image_size), normalization=entry.normalization)
-    meta = ModelMetadata(labels=tuple(labels), preprocessing=spec, backbone=name,
-                         source_run=f"pretrained:{Path(weights).name if weights != 'imagenet' else 'imagenet'}",
-                         edgetl_version=__version__)
+    meta = ModelMetadata(
+        labels=tuple(labels),
+        preprocessing=spec,
+        backbone=name,
+        source_run=f"pretrained:{Path(weights).name if weights != 'imagenet' else 'imagenet'}",
+        edgetl_version=__version__,
+    )
 
     def calib_fn() -> calibration.CalibrationSet:
-        return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
-                                    seed=options.seed, reference=calibration.IMAGENET_STATS)
+        return calibration.from_dir(
+            options.calibration_dir,
+            spec,
+            size=options.calibration_size,
+            seed=options.seed,
+            reference=calibration.IMAGENET_STATS,
+        )
 
     golden = _first_images(Path(options.calibration_dir), GOLDEN_IMAGES) if options.calibration_dir else []
     stage = staging_folder(out_dir, "pretrained", "the output folder")
     try:
         _write_pretrained_run(stage, model, meta)
-        report = build_export(model, meta, options.output_dir or stage / "export", options, calib_fn, golden,
-                         source_model=stage / "model.keras", shown_as=options.output_dir or out_dir / "export")
+        report = build_export(
+            model,
+            meta,
+            options.output_dir or stage / "export",
+            options,
+            calib_fn,
+            golden,
+            source_model=stage / "model.keras",
+            shown_as=options.output_dir or out_dir / "export",
+        )
         publish(stage, out_dir)
     except BaseException:
         remove_marked(stage)
@@ -152,11 +183,15 @@ def _build_pretrained(entry: PretrainedModel, weights: str, alpha: float, size: 
         try:
             base = builder(input_shape=shape, alpha=alpha, include_top=True, weights="imagenet", **extra)
         except Exception as e:  # download failures surface as URLError, OSError, Exception
-            raise EdgetlError(f"Cannot load Keras' ImageNet weights ({type(e).__name__}: {e}). Without network access, "
-                              "pass --weights PATH to a .weights.h5 file.") from e
+            raise EdgetlError(
+                f"Cannot load Keras' ImageNet weights ({type(e).__name__}: {e}). Without network access, "
+                "pass --weights PATH to a .weights.h5 file."
+            ) from e
     else:
         for classes in (1000, 1001):  # Keras' own head, or TF-slim's with a "background" class 0
-            candidate = builder(input_shape=shape, alpha=alpha, include_top=True, weights=None, classes=classes, **extra)
+            candidate = builder(
+                input_shape=shape, alpha=alpha, include_top=True, weights=None, classes=classes, **extra
+            )
             try:
                 candidate.load_weights(weights)
             except ValueError:
@@ -175,13 +210,16 @@ def _build_pretrained(entry: PretrainedModel, weights: str, alpha: float, size: 
 
 def _imagenet_labels(num_classes: int) -> tuple[str, ...]:
     if num_classes != 1000:
-        raise EdgetlError(f"The model has {num_classes} classes; pass --labels FILE with one label per line "
-                          "(for 1001-class TF-slim heads, class 0 is 'background').")
+        raise EdgetlError(
+            f"The model has {num_classes} classes; pass --labels FILE with one label per line "
+            "(for 1001-class TF-slim heads, class 0 is 'background')."
+        )
     try:
         from keras.src.applications import imagenet_utils
 
-        path = imagenet_utils.file_utils.get_file("imagenet_class_index.json", imagenet_utils.CLASS_INDEX_PATH,
-                                                  cache_subdir="models")
+        path = imagenet_utils.file_utils.get_file(
+            "imagenet_class_index.json", imagenet_utils.CLASS_INDEX_PATH, cache_subdir="models"
+        )
         index = json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception as e:  # offline: the download fails with URLError/OSError/Exception
         raise EdgetlError(f"Cannot get Keras' ImageNet labels ({type(e).__name__}); pass --labels FILE.") from e

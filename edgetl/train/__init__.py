@@ -29,13 +29,19 @@ from edgetl import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
+from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
 from edgetl.rundir import write_run
-from edgetl.safety import WriteError, check_apart, check_replaceable, disk_errors, publish
+from edgetl.safety import (
+    WriteError,
+    check_apart,
+    check_replaceable,
+    disk_errors,
+    publish,
+)
 from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
 from edgetl.train.metrics import evaluate
-from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.train.options import TrainOptions, TrainResult
 from edgetl.train.resume import check_resume, partial_dir, partial_path, run_identity
 from edgetl.train.strategies import (
@@ -56,8 +62,18 @@ logger = logging.getLogger(__name__)
 """Stage names and what each stage did, at INFO (the CLI shows them as `==>` lines)."""
 
 __all__ = [
-    "DEFAULT_EPOCHS", "DEVICES", "FULL_BATCH_NORM_MOMENTUM", "PRECISIONS", "SCRATCH_EPOCHS", "STRATEGIES",
-    "STRATEGY_TABLE", "TrainOptions", "TrainResult", "run_identity", "train", "with_augmentation",
+    "DEFAULT_EPOCHS",
+    "DEVICES",
+    "FULL_BATCH_NORM_MOMENTUM",
+    "PRECISIONS",
+    "SCRATCH_EPOCHS",
+    "STRATEGIES",
+    "STRATEGY_TABLE",
+    "TrainOptions",
+    "TrainResult",
+    "run_identity",
+    "train",
+    "with_augmentation",
 ]
 
 
@@ -111,7 +127,9 @@ def train(
             f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
             stacklevel=2,
         )
-    spec = PreprocessingSpec(image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)])
+    spec = PreprocessingSpec(
+        image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)]
+    )
     with _device_scope(options):
         _apply_precision(options)
         # Built before the photos are decoded: weights that do not fit fail in seconds.
@@ -121,9 +139,13 @@ def train(
         distributed.barrier("edgetl-partial-run-dir")  # the other processes read its backups
         started = time.monotonic()
         try:
-            with disk_errors(f"the run {out}", " Free some space (or make the folder writable), then rerun with --resume."):
+            with disk_errors(
+                f"the run {out}", " Free some space (or make the folder writable), then rerun with --resume."
+            ):
                 model, stage_report = fit_strategy(backbone_model, backbone, options, splits, arrays, work, verbose)
-                metrics = evaluate(model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started)
+                metrics = evaluate(
+                    model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started
+                )
                 if distributed.is_writer():
                     _write_run(work, model, splits, spec, metrics)
         except WriteError:
@@ -143,9 +165,13 @@ def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overw
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
     check_replaceable(out, "run")
     if backbone.is_hub and options.strategy_spec.fine_tunes:
-        raise EdgetlError(f"A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy={options.strategy!r}")
+        raise EdgetlError(
+            f"A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy={options.strategy!r}"
+        )
     if not options.strategy_spec.pretrained and backbone.weights not in ("imagenet", "none"):
-        raise EdgetlError(f"strategy {options.strategy!r} trains from random weights. Received: weights={backbone.weights!r}")
+        raise EdgetlError(
+            f"strategy {options.strategy!r} trains from random weights. Received: weights={backbone.weights!r}"
+        )
 
 
 def _preprocess_mode(backbone: BackboneOptions, options: TrainOptions) -> str:
@@ -160,7 +186,11 @@ def _decode_splits(
     total = len(splits.train) + len(splits.val) + len(splits.test)
     logger.info("decoding: %d photos at %dx%d px", total, *spec.image_size)
     # verbose=2 (a log, not a terminal): the bar prints once, when decoding is done.
-    bar = keras.utils.Progbar(total, unit_name="photo", verbose=2 if verbose == 2 else 1) if verbose not in (0, "0") else None
+    bar = (
+        keras.utils.Progbar(total, unit_name="photo", verbose=2 if verbose == 2 else 1)
+        if verbose not in (0, "0")
+        else None
+    )
     decoded = 0
 
     def advance(count: int) -> None:
@@ -249,7 +279,9 @@ def _apply_precision(options: TrainOptions) -> None:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any]) -> None:
+def _write_run(
+    work: Path, model: keras.Model, splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any]
+) -> None:
     import keras
 
     from edgetl.plots import plot_confusion, plot_curves
@@ -270,18 +302,25 @@ def _write_run(work: Path, model: "keras.Model", splits: Splits, spec: Preproces
     plot_curves(history, work / "curves.png")
     if "test_confusion_matrix" in metrics or "val_confusion_matrix" in metrics:
         split = "test" if "test_confusion_matrix" in metrics else "val"
-        plot_confusion(np.array(metrics[f"{split}_confusion_matrix"]), splits.class_names, work / "confusion.png", title=f"{split} split")
+        plot_confusion(
+            np.array(metrics[f"{split}_confusion_matrix"]),
+            splits.class_names,
+            work / "confusion.png",
+            title=f"{split} split",
+        )
     keras.mixed_precision.set_global_policy("float32")
 
 
-def _float32_copy(model: "keras.Model") -> "keras.Model":
+def _float32_copy(model: keras.Model) -> keras.Model:
     """The model as saved: float32 throughout, whatever precision it trained in."""
     import keras
 
     if keras.mixed_precision.global_policy().name == "float32":
         return model
     keras.mixed_precision.set_global_policy("float32")
-    config = json.loads(json.dumps(model.get_config()).replace('"mixed_bfloat16"', '"float32"').replace('"mixed_float16"', '"float32"'))
+    config = json.loads(
+        json.dumps(model.get_config()).replace('"mixed_bfloat16"', '"float32"').replace('"mixed_float16"', '"float32"')
+    )
     clone = model.__class__.from_config(config)
     clone.set_weights(model.get_weights())
     return clone
@@ -295,7 +334,9 @@ def _merge_histories(stages_dir: Path) -> list[dict[str, str]]:
         if path.exists():
             with open(path, newline="") as handle:
                 for row in csv.DictReader(handle):
-                    rows.append({"epoch": str(len(rows) + 1), "stage": name, **{k: v for k, v in row.items() if k != "epoch"}})
+                    rows.append(
+                        {"epoch": str(len(rows) + 1), "stage": name, **{k: v for k, v in row.items() if k != "epoch"}}
+                    )
     return rows
 
 

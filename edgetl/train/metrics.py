@@ -24,7 +24,7 @@ largest class's share) is reported as not having learned."""
 
 
 def evaluate(
-    model: "keras.Model",
+    model: keras.Model,
     splits: Splits,
     arrays: dict[str, tuple[np.ndarray, np.ndarray]],
     options: TrainOptions,
@@ -41,7 +41,8 @@ def evaluate(
         "augment": options.uses_augmentation,
         "class_names": list(names),
         "class_counts": {
-            split: {names[i]: int(np.sum(labels == i)) for i in range(len(names))} for split, (_, labels) in arrays.items()
+            split: {names[i]: int(np.sum(labels == i)) for i in range(len(names))}
+            for split, (_, labels) in arrays.items()
         },
         "train_seconds": round(seconds, 1),
         "edgetl_version": __version__,
@@ -73,14 +74,16 @@ def _learning_check(report: dict[str, Any], arrays: dict[str, tuple[np.ndarray, 
     if not learned:
         warnings.warn(
             f"The {report['strategy']} model did not learn: {split} accuracy {accuracy:.1%} is within noise of chance "
-            f"({chance:.1%}, the largest class's share, +{margin:.1%} on {len(labels)} photos). Train longer (--epochs), "
-            "or check the photos and labels.",
+            f"({chance:.1%}, the largest class's share, +{margin:.1%} on {len(labels)} photos). "
+            "Train longer (--epochs), or check the photos and labels.",
             stacklevel=4,
         )
     return {"learned": bool(learned), "chance_accuracy": round(chance, 4), "learned_judged_on": split}
 
 
-def _classification_report(split: str, truth: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+def _classification_report(
+    split: str, truth: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]
+) -> dict[str, Any]:
     confusion = np.zeros((len(names), len(names)), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
     per_class = {}

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgetl.errors import EdgetlError
 from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
+from edgetl.errors import EdgetlError
 from edgetl.safety import check_number
 from edgetl.train.strategies import STRATEGY_TABLE, Strategy
 
 if TYPE_CHECKING:
     from edgetl.backbones import BackboneOptions
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:

@@ -39,15 +39,29 @@ def run_identity(data_dir: str | Path, backbone: BackboneOptions, options: Train
 
     Epoch counts, patience, the device and the cache may change between the kill and the resume.
     """
-    weights = backbone.weights if backbone.weights in ("imagenet", "none") else str(Path(backbone.weights).expanduser().resolve())
+    weights = (
+        backbone.weights
+        if backbone.weights in ("imagenet", "none")
+        else str(Path(backbone.weights).expanduser().resolve())
+    )
     return {
-        "data_dir": str(Path(data_dir).expanduser().resolve()), "strategy": options.strategy,
-        "backbone": options.backbone_name(backbone), "alpha": backbone.alpha,
-        "weights": weights, "image_size": size, "augment": options.uses_augmentation, "seed": options.seed,
-        "val_split": options.val_split, "test_split": options.test_split, "subset": options.subset,
-        "batch_size": options.batch_size, "learning_rate": options.learning_rate,
-        "fine_tune_learning_rate": options.fine_tune_learning_rate, "fine_tune_layers": options.fine_tune_layers,
-        "dropout": options.dropout, "precision": options.precision,
+        "data_dir": str(Path(data_dir).expanduser().resolve()),
+        "strategy": options.strategy,
+        "backbone": options.backbone_name(backbone),
+        "alpha": backbone.alpha,
+        "weights": weights,
+        "image_size": size,
+        "augment": options.uses_augmentation,
+        "seed": options.seed,
+        "val_split": options.val_split,
+        "test_split": options.test_split,
+        "subset": options.subset,
+        "batch_size": options.batch_size,
+        "learning_rate": options.learning_rate,
+        "fine_tune_learning_rate": options.fine_tune_learning_rate,
+        "fine_tune_layers": options.fine_tune_layers,
+        "dropout": options.dropout,
+        "precision": options.precision,
     }
 
 
@@ -58,17 +72,25 @@ def partial_path(out: Path) -> Path:
 def check_resume(work: Path, identity: dict[str, Any]) -> None:
     """Refuse to resume a run other than the one asked for, naming every option that differs."""
     if not work.exists():
-        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {work.with_name(work.name[1:].removesuffix('.partial'))}")
+        run_dir = work.with_name(work.name[1:].removesuffix(".partial"))
+        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {run_dir}")
     marker = read_marker(work)
     if marker is None or marker.get("kind") != "run" or not isinstance(marker.get("identity"), dict):
-        raise EdgetlError(f"{work} was not started by this version of edgetl (no run marker), so it cannot be resumed. "
-                          f"Train again without --resume. Received: {work}")
+        raise EdgetlError(
+            f"{work} was not started by this version of edgetl (no run marker), so it cannot be resumed. "
+            f"Train again without --resume. Received: {work}"
+        )
     recorded = marker["identity"]
-    differ = [f"{key} (interrupted run: {recorded.get(key)!r}, now: {value!r})" for key, value in identity.items()
-              if recorded.get(key) != value]
+    differ = [
+        f"{key} (interrupted run: {recorded.get(key)!r}, now: {value!r})"
+        for key, value in identity.items()
+        if recorded.get(key) != value
+    ]
     if differ:
-        raise EdgetlError(f"--resume continues the same run only; these options differ from the interrupted run's: "
-                          f"{'; '.join(differ)}. Received: {work}")
+        raise EdgetlError(
+            f"--resume continues the same run only; these options differ from the interrupted run's: "
+            f"{'; '.join(differ)}. Received: {work}"
+        )
 
 
 def partial_dir(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
@@ -89,7 +111,7 @@ class Stage:
     """One `fit` call: what it trains on and where it keeps its checkpoints."""
 
     name: str
-    model: "keras.Model"
+    model: keras.Model
     x: np.ndarray
     y: np.ndarray
     val: tuple[np.ndarray, np.ndarray] | None
@@ -112,7 +134,13 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
         logger.info("%s: finished before the interruption, weights reloaded", stage.name)
         stage.model.load_weights(done_marker)
         return
-    logger.info("%s: up to %d epochs at learning rate %g on %d photos", stage.name, stage.epochs, stage.learning_rate, len(stage.y))
+    logger.info(
+        "%s: up to %d epochs at learning rate %g on %d photos",
+        stage.name,
+        stage.epochs,
+        stage.learning_rate,
+        len(stage.y),
+    )
     stage_dir = work / "stages" / stage.name
     restored = _backup_epoch(stage_dir / "backup")
     if distributed.is_writer():
@@ -126,9 +154,16 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
     )
     early = keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True)
     monitors = [
-        keras.callbacks.ModelCheckpoint(str(work / "checkpoints" / f"{stage.name}-best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(work / "checkpoints" / f"{stage.name}-best.weights.h5"),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+        ),
         early,
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6
+        ),
     ]
     callbacks = [
         *monitors,
@@ -157,7 +192,7 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
 
 
-def _async_safe(callbacks: list["keras.callbacks.Callback"]) -> list["keras.callbacks.Callback"]:
+def _async_safe(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """Tell Keras that no callback needs a step's results before the next step is dispatched.
 
     Keras waits for every step to finish (a host sync) when a callback overrides a batch-level
@@ -178,7 +213,7 @@ _SIGINTS: list[int] = []
 
 
 @contextmanager
-def _stop_on_sigint() -> Iterator["keras.callbacks.Callback"]:
+def _stop_on_sigint() -> Iterator[keras.callbacks.Callback]:
     """A callback that ends `fit` with KeyboardInterrupt after the batch during which Ctrl-C came.
 
     Raised straight from the signal handler, a KeyboardInterrupt can land in JAX's or
@@ -235,7 +270,9 @@ def _trim_history(path: Path, epochs: int) -> None:
         write_text_atomic(path, "".join(",".join(row) + "\n" for row in kept))
 
 
-def _carry_over(stage_dir: Path, restored: int, early: "keras.callbacks.EarlyStopping", monitors: list) -> "keras.callbacks.Callback":
+def _carry_over(
+    stage_dir: Path, restored: int, early: keras.callbacks.EarlyStopping, monitors: list
+) -> keras.callbacks.Callback:
     """Keep the monitors' state (best value, patience, plateau count, best weights) across a crash.
 
     `BackupAndRestore` brings back the weights, the optimizer and the epoch, but every other
@@ -275,7 +312,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _tensorboard(log_dir: Path) -> list["keras.callbacks.Callback"]:
+def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
     """TensorBoard logs on the TensorFlow backend (Keras writes them through TensorFlow).
 
     On JAX they are left out, so that training there never imports TensorFlow.

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetl import distributed
-from edgetl.backbones import BackboneOptions, build_classifier, build_feature_extractor, build_head, build_scratch_cnn
+from edgetl.backbones import (
+    BackboneOptions,
+    build_classifier,
+    build_feature_extractor,
+    build_head,
+    build_scratch_cnn,
+)
 from edgetl.data import Splits
 from edgetl.train.resume import Stage, run_stage
 
@@ -62,8 +68,15 @@ class Fit:
     def train_whole(self, name: str, model: keras.Model) -> None:
         """One stage that fits `model` (behind augmentation) on the training photos."""
         x_train, y_train = self.arrays["train"]
-        stage = Stage(name, with_augmentation(model, self.options), x_train, y_train, self.val,
-                      self.options.resolved_epochs, self.options.learning_rate)
+        stage = Stage(
+            name,
+            with_augmentation(model, self.options),
+            x_train,
+            y_train,
+            self.val,
+            self.options.resolved_epochs,
+            self.options.learning_rate,
+        )
         run_stage(stage, self.options, self.work, self.verbose)
 
 
@@ -157,7 +170,7 @@ FULL_BATCH_NORM_MOMENTUM = 0.9
 """Batch-norm momentum while `full` trains every layer (PyTorch's default, 0.1 in its terms)."""
 
 
-def _track_batch_statistics(backbone: "keras.Model") -> None:
+def _track_batch_statistics(backbone: keras.Model) -> None:
     """Make the backbone's batch-norm moving statistics follow the weights as they train.
 
     Keras' MobileNets and EfficientNets use momentum 0.99 to 0.999, made for ImageNet runs of
@@ -176,7 +189,7 @@ def _track_batch_statistics(backbone: "keras.Model") -> None:
             layer.momentum = FULL_BATCH_NORM_MOMENTUM
 
 
-def with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Model":
+def with_augmentation(model: keras.Model, options: TrainOptions) -> keras.Model:
     """`model` behind the random flip, rotation, zoom and contrast that `train` uses.
 
     The layers act in training only. Returns `model` itself when `options` turn augmentation off.
@@ -207,8 +220,8 @@ def with_augmentation(model: "keras.Model", options: TrainOptions) -> "keras.Mod
 
 
 def _train_head_on_features(
-    extractor: "keras.Model",
-    head: "keras.Model",
+    extractor: keras.Model,
+    head: keras.Model,
     options: TrainOptions,
     arrays: dict[str, tuple[np.ndarray, np.ndarray]],
     work: Path,
@@ -217,7 +230,10 @@ def _train_head_on_features(
     """Run the frozen backbone once per photo, then fit only the head on those features."""
     import keras
 
-    logger.info("features: the frozen backbone runs once over %d photos", sum(len(y) for name, (_, y) in arrays.items() if name != "test"))
+    logger.info(
+        "features: the frozen backbone runs once over %d photos",
+        sum(len(y) for name, (_, y) in arrays.items() if name != "test"),
+    )
     features = {
         name: (distributed.predict(extractor, x, options.batch_size, verbose), y) if len(y) else (x, y)
         for name, (x, y) in arrays.items()
@@ -226,12 +242,17 @@ def _train_head_on_features(
     val = features["val"] if len(features["val"][1]) else None
     inputs = keras.Input(features["train"][0].shape[1:], name="features")
     head_model = keras.Model(inputs, head(inputs), name="edgetl_head_on_features")
-    run_stage(Stage("head", head_model, *features["train"], val, options.resolved_epochs, options.learning_rate), options, work, verbose)
+    run_stage(
+        Stage("head", head_model, *features["train"], val, options.resolved_epochs, options.learning_rate),
+        options,
+        work,
+        verbose,
+    )
 
 
 def _fine_tune(
-    model: "keras.Model",
-    backbone: "keras.Model",
+    model: keras.Model,
+    backbone: keras.Model,
     options: TrainOptions,
     arrays: dict[str, tuple[np.ndarray, np.ndarray]],
     val: tuple[np.ndarray, np.ndarray] | None,
@@ -248,7 +269,15 @@ def _fine_tune(
     epochs = options.fine_tune_epochs or options.resolved_epochs
     x_train, y_train = arrays["train"]
     run_stage(
-        Stage("fine-tune", with_augmentation(model, options), x_train, y_train, val, epochs, options.fine_tune_learning_rate),
+        Stage(
+            "fine-tune",
+            with_augmentation(model, options),
+            x_train,
+            y_train,
+            val,
+            epochs,
+            options.fine_tune_learning_rate,
+        ),
         options,
         work,
         verbose,
@@ -267,7 +296,9 @@ def _fine_tune(
     }
 
 
-def _val_score(model: "keras.Model", val: tuple[np.ndarray, np.ndarray] | None, options: TrainOptions) -> tuple[float, float]:
+def _val_score(
+    model: keras.Model, val: tuple[np.ndarray, np.ndarray] | None, options: TrainOptions
+) -> tuple[float, float]:
     """(accuracy, -loss) on the validation photos: higher is better, ties broken by loss."""
     if val is None:
         return (0.0, 0.0)
@@ -276,7 +307,7 @@ def _val_score(model: "keras.Model", val: tuple[np.ndarray, np.ndarray] | None, 
     return float(np.mean(probs.argmax(axis=1) == val[1])), float(np.mean(np.log(picked)))
 
 
-def _unfreeze_last_layers(backbone: "keras.Model", count: int) -> list[str]:
+def _unfreeze_last_layers(backbone: keras.Model, count: int) -> list[str]:
     import keras
 
     backbone.trainable = True
