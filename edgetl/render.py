@@ -151,11 +151,7 @@ def print_export(console: Console, report: Any) -> None:
         console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
     if report.edgetpu_preflight:
         p = report.edgetpu_preflight
-        where = (
-            "all ops map"
-            if p["fully_mappable"]
-            else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]})"
-        )
+        where = _where_mapping_stops(p)
         console.print(
             f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}",
             highlight=False,
@@ -168,6 +164,14 @@ def print_export(console: Console, report: Any) -> None:
         f"edgetl inspect {report.output_dir}/model_tflite-int8.tflite",
         highlight=False,
     )
+
+
+def _where_mapping_stops(preflight: dict[str, Any], after: str = "") -> str:
+    """Either all ops map, or the first op the Edge TPU compiler would leave to the CPU."""
+    if preflight["fully_mappable"]:
+        return "all ops map"
+    index, op = preflight["first_unmappable"]
+    return f"mapping stops at op {index} ({op}){after}"
 
 
 def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> str:
@@ -284,12 +288,7 @@ def print_inspect(console: Console, model_name: str, report: Any) -> None:
         console.print(f"ONNX opset {report.details['opset']}, producer {report.details['producer']}", highlight=False)
     if report.edgetpu:
         p = report.edgetpu
-        where = (
-            "all ops map"
-            if p["fully_mappable"]
-            else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]}); "
-            "the rest runs on the CPU"
-        )
+        where = _where_mapping_stops(p, "; the rest runs on the CPU")
         console.print(f"Edge TPU pre-flight: {p['mapped_ops']}/{p['total_ops']} ops; {where}", highlight=False)
         for op in p["ops"]:
             if not op["mappable"]:

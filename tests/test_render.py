@@ -40,3 +40,11 @@ def test_train_help_groups_its_options_and_offers_the_apis_choices() -> None:
     assert result.exit_code == 0, result.output
     for panel in ("Model", "Training", "Data", "Hardware", "Output"):
         assert f"─ {panel} " in result.output, panel
+
+
+def test_the_edgetpu_preflight_names_the_first_op_left_to_the_cpu() -> None:
+    from edgetl.render import _where_mapping_stops
+
+    assert _where_mapping_stops({"fully_mappable": True}) == "all ops map"
+    stopped = {"fully_mappable": False, "first_unmappable": [3, "MEAN"]}
+    assert _where_mapping_stops(stopped, "; the rest runs on the CPU") == "mapping stops at op 3 (MEAN); the rest runs on the CPU"
