@@ -59,7 +59,7 @@ def main() -> int:
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = train(
+        train(
             data / "train", run, overwrite=True, verbose=0,
             backbone=BackboneOptions(name="mobilenet_v2", alpha=1.0, image_size=args.image_size, weights=str(weights)),
             options=TrainOptions(epochs=args.epochs, val_split=0.15, test_split=0.15, cache_dir=work / "cache"),

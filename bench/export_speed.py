@@ -34,7 +34,7 @@ def naive_export(run: Path, out: Path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
     from edgetl.runtime.image import load_pixels
     from edgetl.spec import PreprocessingSpec
 

@@ -113,9 +113,8 @@ def main() -> int:
                         help="Calibrate naive and edgetl on 200 photos drawn from here (default: the training split).")
     args = parser.parse_args()
 
-    from edgetl.export import ExportOptions, artefact_path, export, load_run
-    from edgetl.export import calibration
-    from edgetl.data import read_split
+    from edgetl.export import ExportOptions, artefact_path, calibration, export, load_run
+    from edgetl.rundir import read_split
 
     started = time.perf_counter()
     run = args.run or Path(tempfile.mkdtemp(prefix="edgetl-int8-bench-")) / "run"

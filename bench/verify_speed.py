@@ -15,9 +15,10 @@ import importlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runtime_overhead import cpu_name
 

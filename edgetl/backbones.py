@@ -144,7 +144,7 @@ def backbone_spec(name: str) -> BackboneSpec:
     )
 
 
-def build_backbone(options: BackboneOptions) -> "keras.Model":
+def build_backbone(options: BackboneOptions) -> keras.Model:
     """Build the headless backbone (global-average-pooled features), weights loaded.
 
     Raises:
@@ -177,7 +177,7 @@ def build_backbone(options: BackboneOptions) -> "keras.Model":
     return model
 
 
-def _load_weights_file(model: "keras.Model", path: Path, name: str) -> None:
+def _load_weights_file(model: keras.Model, path: Path, name: str) -> None:
     try:
         with warnings.catch_warnings():  # Keras warns per layer before it raises: one line is enough
             warnings.simplefilter("ignore")
@@ -189,7 +189,7 @@ def _load_weights_file(model: "keras.Model", path: Path, name: str) -> None:
         ) from e
 
 
-def _build_hub_backbone(options: BackboneOptions) -> "keras.Model":
+def _build_hub_backbone(options: BackboneOptions) -> keras.Model:
     """A TF-Hub feature-vector model (a handle or a local SavedModel directory).
 
     `hub.KerasLayer` does not work inside Keras 3 models, so the SavedModel that
@@ -219,7 +219,7 @@ def _build_hub_backbone(options: BackboneOptions) -> "keras.Model":
     return keras.Model(inputs, outputs, name="hub_backbone")
 
 
-def normalization_layers(mode: str) -> list["keras.Layer"]:
+def normalization_layers(mode: str) -> list[keras.Layer]:
     """The layers that take [0, 255] pixels to what the backbone expects."""
     import keras
 
@@ -238,8 +238,8 @@ def normalization_layers(mode: str) -> list["keras.Layer"]:
 
 
 def build_classifier(
-    backbone: "keras.Model", preprocess_mode: str, head: "keras.Model", *, frozen_batch_norm: bool = True
-) -> "keras.Model":
+    backbone: keras.Model, preprocess_mode: str, head: keras.Model, *, frozen_batch_norm: bool = True
+) -> keras.Model:
     """Pixels [0, 255] -> normalization -> backbone -> `head` (dropout, softmax `edgetl_probs`).
 
     The head is passed in, not built here, so that a head trained alone on cached features is
@@ -252,7 +252,7 @@ def build_classifier(
     return keras.Model(inputs, head(features), name="edgetl_classifier")
 
 
-def build_feature_extractor(backbone: "keras.Model", preprocess_mode: str) -> "keras.Model":
+def build_feature_extractor(backbone: keras.Model, preprocess_mode: str) -> keras.Model:
     """Pixels [0, 255] -> normalization -> pooled backbone features (what the head sees)."""
     import keras
 
@@ -260,8 +260,8 @@ def build_feature_extractor(backbone: "keras.Model", preprocess_mode: str) -> "k
 
 
 def _normalized_features(
-    backbone: "keras.Model", preprocess_mode: str, training: bool | None = False
-) -> tuple["keras.KerasTensor", "keras.KerasTensor"]:
+    backbone: keras.Model, preprocess_mode: str, training: bool | None = False
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     import keras
 
     inputs = keras.Input((*backbone.input_shape[1:3], 3), name="pixels")
@@ -271,7 +271,7 @@ def _normalized_features(
     return inputs, backbone(x, training=training)
 
 
-def build_head(num_classes: int, dropout: float) -> "keras.Model":
+def build_head(num_classes: int, dropout: float) -> keras.Model:
     """The new head: dropout then a softmax layer. Trained alone on cached features."""
     import keras
 
@@ -282,7 +282,7 @@ def build_head(num_classes: int, dropout: float) -> "keras.Model":
     return keras.Sequential(layers, name="edgetl_head")
 
 
-def build_scratch_cnn(image_size: int, num_classes: int) -> "keras.Model":
+def build_scratch_cnn(image_size: int, num_classes: int) -> keras.Model:
     """The from-scratch baseline: 4 conv blocks (32/64/128/256, each conv + batch-norm + ReLU), dropout, dense 256.
 
     Without batch-norm it stayed at chance on 350 cats/dogs photos at 128 px for its first

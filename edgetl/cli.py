@@ -17,7 +17,9 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
+from edgetl import render
 from edgetl._version import __version__
+from edgetl.choices import DEVICES, IO_DTYPES, PRECISIONS, STRATEGIES
 from edgetl.errors import EdgetlError
 from edgetl.render import keras_verbosity, make_console, show_progress
 from edgetl.spec import escaped
@@ -103,53 +105,44 @@ def main() -> None:
 # --- train commands ---
 
 
-class Strategy(str, Enum):
-    feature_extract = "feature-extract"
-    fine_tune = "fine-tune"
-    scratch = "scratch"
-    linear = "linear"
-    full = "full"
+def _choices(name: str, values: tuple[str, ...]) -> Any:
+    """A `str` Enum of the API's own values, which Typer lists in the help and checks."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    gpu = "gpu"
-    cpu = "cpu"
-
-
-class Precision(str, Enum):
-    float32 = "float32"
-    mixed = "mixed"
+Strategy = _choices("Strategy", STRATEGIES)
+Device = _choices("Device", DEVICES)
+Precision = _choices("Precision", PRECISIONS)
 
 
 @app.command()
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder of class folders: DATA_DIR/<class>/*.jpg (or train/ val/ test/ split folders).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The RUN_DIR to create.")] = Path("runs/run"),
-    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50_v2, densenet201, or hub:HANDLE (a TF-Hub handle or local SavedModel).")] = "mobilenet_v2",
-    alpha: Annotated[float, typer.Option(help="Width multiplier of MobileNet backbones.")] = 1.0,
-    weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.")] = "imagenet",
-    image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).")] = None,
-    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features; full: train every layer.")] = Strategy.feature_extract,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs of the head, or of the whole network for scratch and full (default: 10; 40 for scratch, which starts from random weights).")] = None,
-    fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).")] = None,
-    fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.")] = 10,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.")] = 1e-3,
-    fine_tune_learning_rate: Annotated[float, typer.Option(help="The low learning rate of fine-tuning.")] = 1e-4,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default: 32 on a CPU; 128 on a GPU, both learning rates then scaled by sqrt(128/32)).")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and linear, which then train on cached features (many times faster).")] = None,
-    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.")] = 0.15,
-    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.")] = 0.15,
-    subset: Annotated[float, typer.Option(help="Use only this share of the photos (quick tries).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of splits, initialization and augmentation.")] = 0,
-    strict: Annotated[bool, typer.Option(help="Unreadable photos are an error instead of being skipped with a warning.")] = False,
-    device: Annotated[Device, typer.Option(help="auto uses a GPU when the Keras backend sees one.")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="mixed: bfloat16/float16 compute on a GPU; the saved model stays float32.")] = Precision.float32,
-    data_parallel: Annotated[Optional[bool], typer.Option("--data-parallel/--no-data-parallel", help="Split each batch across all devices (Keras distribution API, KERAS_BACKEND=jax). Default: on when JAX sees several GPUs.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing RUN_DIR (only once the new run is whole).")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this RUN_DIR from its last finished epoch.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the run's metrics as JSON on stdout (progress goes to stderr).")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The RUN_DIR to create.", rich_help_panel="Output")] = Path("runs/run"),
+    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50_v2, densenet201, or hub:HANDLE (a TF-Hub handle or local SavedModel).", rich_help_panel="Model")] = "mobilenet_v2",
+    alpha: Annotated[float, typer.Option(help="Width multiplier of MobileNet backbones.", rich_help_panel="Model")] = 1.0,
+    weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.", rich_help_panel="Model")] = "imagenet",
+    image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).", rich_help_panel="Model")] = None,
+    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features; full: train every layer.", rich_help_panel="Training")] = Strategy.feature_extract,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs of the head, or of the whole network for scratch and full (default: 10; 40 for scratch, which starts from random weights).", rich_help_panel="Training")] = None,
+    fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).", rich_help_panel="Training")] = None,
+    fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.", rich_help_panel="Training")] = 10,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.", rich_help_panel="Training")] = 1e-3,
+    fine_tune_learning_rate: Annotated[float, typer.Option(help="The low learning rate of fine-tuning.", rich_help_panel="Training")] = 1e-4,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default: 32 on a CPU; 128 on a GPU, both learning rates then scaled by sqrt(128/32)).", rich_help_panel="Training")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and linear, which then train on cached features (many times faster).", rich_help_panel="Training")] = None,
+    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.", rich_help_panel="Data")] = 0.15,
+    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.", rich_help_panel="Data")] = 0.15,
+    subset: Annotated[float, typer.Option(help="Use only this share of the photos (quick tries).", rich_help_panel="Data")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of splits, initialization and augmentation.", rich_help_panel="Training")] = 0,
+    strict: Annotated[bool, typer.Option(help="Unreadable photos are an error instead of being skipped with a warning.", rich_help_panel="Data")] = False,
+    device: Annotated[Device, typer.Option(help="auto uses a GPU when the Keras backend sees one.", rich_help_panel="Hardware")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="mixed: bfloat16/float16 compute on a GPU; the saved model stays float32.", rich_help_panel="Hardware")] = Precision.float32,
+    data_parallel: Annotated[Optional[bool], typer.Option("--data-parallel/--no-data-parallel", help="Split each batch across all devices (Keras distribution API, KERAS_BACKEND=jax). Default: on when JAX sees several GPUs.", rich_help_panel="Hardware")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing RUN_DIR (only once the new run is whole).", rich_help_panel="Output")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this RUN_DIR from its last finished epoch.", rich_help_panel="Output")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Output")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run's metrics as JSON on stdout (progress goes to stderr).", rich_help_panel="Output")] = False,
 ) -> None:
     """Train a transfer-learning classifier on a folder of labelled photos."""
     _require_toolchain("train")
@@ -181,13 +174,7 @@ def train(
     if json_output:
         typer.echo(json.dumps({"run_dir": str(result.run_dir), **metrics}, indent=2, ensure_ascii=False))
         return
-    summary = ", ".join(f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}" for split in ("val", "test") if f"{split}_accuracy" in metrics)
-    console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
-    if "fine_tune" in metrics:
-        ft = metrics["fine_tune"]
-        console.print(f"Kept: {ft['kept']} (val accuracy: head {ft['head_val_accuracy']:.3f}, fine-tuned {ft['fine_tuned_val_accuracy']:.3f})", highlight=False)
-    console.print(f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)")
-    console.print(f"Next: edgetl export {result.run_dir}")
+    render.print_train(console, result)
 
 
 # --- runtime commands ---
@@ -237,15 +224,7 @@ def predict(
     if json_output:
         typer.echo(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{model.name} ({clf.backend})")
-    for column in ("image", "rank", "label", "index", "score"):
-        table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
-    for image, predictions in zip(images, results):
-        for rank, p in enumerate(predictions, start=1):
-            table.add_row(escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}")
-    console.print(table)
+    render.print_predictions(console, f"{model.name} ({clf.backend})", images, results)
 
 
 @app.command()
@@ -269,19 +248,7 @@ def bench(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{model.name} ({report.backend}, threads={report.threads or 'default'}, {report.runs} runs)")
-    for column in ("step", "p50 ms", "p90 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "step" else "right")
-    for name, latency in (("bare invoke()", report.invoke), ("run_pixels (runner)", report.run_pixels)):
-        table.add_row(name, f"{latency.p50_ms:.3f}", f"{latency.p90_ms:.3f}", f"{latency.p99_ms:.3f}")
-    console.print(table)
-    overhead = report.runner_overhead
-    said = f"{overhead:+.1%}" if overhead >= 0 else f"within noise (measured {overhead:+.1%})"
-    console.print(f"{report.images_per_s:.1f} images/s; runner overhead {said} over bare invoke()")
-    if report.photos_per_s is not None:
-        console.print(f"{report.photos_per_s:.1f} photos/s end to end (decode + resize + invoke) on {report.photos} photos")
+    render.print_benchmark(console, model.name, report)
 
 
 @app.command()
@@ -299,22 +266,14 @@ def selftest(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        for check in report.checks:
-            mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-            console.print(f"{mark} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
-        verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
-        console.print(f"{verdict} {model.name} against {report.golden} (rule: {report.rule})", highlight=False)
-        if report.hint:
-            console.print(f"note: {report.hint}", highlight=False)
+        render.print_selftest(console, model.name, report)
     raise typer.Exit(code=0 if report.passed else 1)
 
 
 # --- export commands ---
 
 
-class IoDtype(str, Enum):
-    uint8 = "uint8"
-    int8 = "int8"
+IoDtype = _choices("IoDtype", IO_DTYPES)
 
 
 def _split_formats(values: list[str]) -> tuple[str, ...]:
@@ -368,7 +327,7 @@ def export_command(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_export(report)
+        render.print_export(console, report)
     if android_assets is not None:
         asset = _run(copy_to_android_assets, report, android_assets)
         (err_console if json_output else console).print(f"Android asset: {asset}", markup=False, highlight=False)
@@ -378,31 +337,6 @@ def export_command(
         err_console.print(f"error: golden vectors: {report.golden_error}", markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(code=1)
-
-
-def _print_export(report: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Export to {report.output_dir}")
-    for column in ("format", "file", "size", "seconds", "status"):
-        table.add_column(column, justify="right" if column in ("size", "seconds") else "left")
-    for r in report.results:
-        status = "[green]✓[/]" if r.error is None else f"[red]✗ {r.error}[/]"
-        table.add_row(r.format, r.path.name if r.path else "-", f"{r.size_bytes / 1e6:.2f} MB" if r.path else "-",
-                      f"{r.seconds:.1f}", status)
-    console.print(table)
-    if report.calibration:
-        c = report.calibration
-        counts = f" ({', '.join(f'{k}: {v}' for k, v in c['class_counts'].items())})" if c["class_counts"] else ""
-        console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
-    if report.edgetpu_preflight:
-        p = report.edgetpu_preflight
-        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]})"
-        console.print(f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}", highlight=False)
-    if report.golden:
-        console.print(f"Golden vectors: {report.golden}", highlight=False)
-    run_dir = report.output_dir.parent
-    console.print(f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   edgetl inspect {report.output_dir}/model_tflite-int8.tflite", highlight=False)
 
 
 @app.command("verify")
@@ -427,51 +361,10 @@ def verify_command(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_verify(report)
+        render.print_verify(console, report)
     for line in report.failures:
         err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)
-
-
-def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> str:
-    """The threshold most formats share, then the formats that differ: "98% (tflite-fp16 99%)"."""
-    values = [r.threshold[key] for r in report.results]
-    if not values:
-        return "-"
-    usual = max(set(values), key=values.count)
-    others = ", ".join(f"{r.format} {show(r.threshold[key])}" for r in report.results if r.threshold[key] != usual)
-    return show(usual) + (f" ({others})" if others else "")
-
-
-def _print_verify(report: Any) -> None:
-    from rich.table import Table
-
-    from edgetl.verify import sample_note
-
-    ref = report.reference
-    acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
-    table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
-    for column in ("", "format", "size", "accuracy", "Δ acc", "agreement (differ/allowed)", "max |Δp|", "p50 ms", "p95 ms"):
-        table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
-    for r in report.results:
-        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f}"
-        table.add_row(
-            "[green]✓[/]" if r.passed else "[red]✗[/]", r.format, f"{r.size_bytes / 1e6:.2f}M",
-            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}", delta,
-            f"{r.top1_agreement:.1%}" + (f" ({r.gate['disagreements']}/{max(r.gate['allowed_disagreements'], 0)})" if r.gate else ""),
-            f"{r.max_abs_diff:.0e}", f"{r.latency_ms_p50:.1f}", f"{r.latency_ms_p95:.1f}",
-        )
-    console.print(table)
-    atols = ", ".join(f"{r.format} {r.threshold['atol']:.0e}" for r in report.results if r.threshold["atol"] is not None)
-    console.print(f"Thresholds: agreement >= {_threshold_summary(report, 'min_agreement', '{:.0%}'.format)}, accuracy drop <= "
-                  f"{_threshold_summary(report, 'max_accuracy_drop', lambda drop: f'{100 * drop:.1f} pt')}; max |Δp| <= {atols or '-'}", highlight=False)
-    if report.cross:
-        console.print(f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, max |Δp| {report.cross['max_abs_diff']:.1e}", highlight=False)
-    for name, why in report.skipped:
-        console.print(f"Skipped {name}: {why}", highlight=False)
-    if sample_note(report):
-        console.print(sample_note(report), highlight=False)
-    console.print(f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png in {report.run_dir / 'export'}")
 
 
 @app.command("inspect")
@@ -488,39 +381,7 @@ def inspect_command(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{model.name}: {report.format}, {report.size_bytes / 1e6:.2f} MB")
-    for column in ("", "name", "dtype", "shape", "scale", "zero point"):
-        table.add_column(column)
-    for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
-        for t in tensors:
-            table.add_row(kind, escaped(t.name), t.dtype, str(list(t.shape)), f"{t.scale:.6g}" if t.scale else "-",
-                          str(t.zero_point) if t.scale else "-")
-    console.print(table)
-    console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
-    if report.edgetl:
-        e = report.edgetl
-        labels = e.get("labels", [])
-        console.print(escaped(f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
-                              f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"), highlight=False, markup=False)
-    if report.tflite_metadata:
-        m = report.tflite_metadata
-        console.print(escaped(f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, mean {m['mean']} std {m['std']}, "
-                              f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"), highlight=False, markup=False)
-    if report.metadata_props:
-        console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
-    if report.details.get("opset"):
-        console.print(f"ONNX opset {report.details['opset']}, producer {report.details['producer']}", highlight=False)
-    if report.edgetpu:
-        p = report.edgetpu
-        where = "all ops map" if p["fully_mappable"] else f"mapping stops at op {p['first_unmappable'][0]} ({p['first_unmappable'][1]}); the rest runs on the CPU"
-        console.print(f"Edge TPU pre-flight: {p['mapped_ops']}/{p['total_ops']} ops; {where}", highlight=False)
-        for op in p["ops"]:
-            if not op["mappable"]:
-                console.print(f"  ✗ {op['op']} x{op['count']}: {'; '.join(op['reasons'])}", highlight=False)
-        for note in p["notes"]:
-            console.print(f"  note: {note}", highlight=False)
+    render.print_inspect(console, model.name, report)
 
 
 # --- demo command ---
@@ -541,8 +402,8 @@ def demo(
 
     show_progress(None if quiet else console)
     report = _run(run_demo, out, overwrite=overwrite, verbose=keras_verbosity(quiet), progress=say)
-    _print_export(report.export)
-    _print_verify(report.verify)
+    render.print_export(console, report.export)
+    render.print_verify(console, report.verify)
     for image, truth, top in report.predictions:
         console.print(f"  {image.relative_to(report.out)}: predicted {top.label} ({top.score:.2f}), truly {truth}", highlight=False)
     acc = {name: run.metrics["test_accuracy"] for name, run in (("transfer", report.transfer), ("scratch", report.scratch))}

@@ -48,7 +48,7 @@ class LabelledFiles:
     def __len__(self) -> int:
         return len(self.files)
 
-    def select(self, indices: Sequence[int] | np.ndarray) -> "LabelledFiles":
+    def select(self, indices: Sequence[int] | np.ndarray) -> LabelledFiles:
         indices = np.asarray(indices, dtype=int)
         return LabelledFiles(tuple(self.files[i] for i in indices), self.labels[indices])
 
@@ -98,26 +98,6 @@ class Splits:
         except UnicodeEncodeError:  # a file name that is not UTF-8: its bytes travel as \udcXX escapes
             text = json.dumps(document, indent=1)
         return text
-
-
-def read_split(run_dir: str | Path, split: str) -> list[tuple[Path, str]] | None:
-    """The photos of one split of a RUN_DIR, as (absolute path, class name); None without splits.json.
-
-    Raises:
-        EdgetlError: if splits.json is malformed.
-    """
-    path = Path(run_dir) / "splits.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        root = Path(data["data_dir"])
-        files, classes = data[split], data[f"{split}_classes"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise EdgetlError(f"splits.json is malformed ({e}). Received: {path}") from e
-    if len(files) != len(classes):
-        raise EdgetlError(f"splits.json lists {len(files)} {split} files but {len(classes)} classes. Received: {path}")
-    return [(root / file, name) for file, name in zip(files, classes)]
 
 
 def scan_classes(root: Path, *, min_images: int = 2) -> tuple[tuple[str, ...], LabelledFiles]:

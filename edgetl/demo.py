@@ -19,8 +19,8 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from importlib.resources import files
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -210,7 +210,7 @@ def run_demo(
 
 def _predict(run_dir: Path, fmt: str) -> tuple[tuple[Path, str, Prediction], ...]:
     """Top-1 of an exported model on one test image of each of a few digits, through the runtime."""
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
     from edgetl.runtime import Classifier
 
     first = {digit: path for path, digit in reversed(read_split(run_dir, "test") or [])}

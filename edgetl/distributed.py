@@ -73,7 +73,7 @@ def is_writer() -> bool:
     return process_index() == 0
 
 
-def shard(files: "LabelledFiles") -> "LabelledFiles":
+def shard(files: LabelledFiles) -> LabelledFiles:
     """This process's share of `files`: every Nth photo, the same count in every process."""
     count = process_count()
     if count == 1:
@@ -90,7 +90,7 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def for_this_process(callbacks: list["keras.callbacks.Callback"]) -> list["keras.callbacks.Callback"]:
+def for_this_process(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """The callbacks without their writes outside process 0.
 
     Checkpoints and logs are left out; a stage backup still restores (on `--resume`) but
@@ -111,7 +111,7 @@ def for_this_process(callbacks: list["keras.callbacks.Callback"]) -> list["keras
     return kept
 
 
-def predict(model: "keras.Model", x: np.ndarray, batch_size: int, verbose: Any = 0) -> np.ndarray:
+def predict(model: keras.Model, x: np.ndarray, batch_size: int, verbose: Any = 0) -> np.ndarray:
     """`model.predict` on all of `x` in this process, also while the model spans several processes.
 
     Across processes Keras would treat each process's `x` as its part of one global batch and
@@ -122,7 +122,7 @@ def predict(model: "keras.Model", x: np.ndarray, batch_size: int, verbose: Any =
     return local_copy(model).predict(x, batch_size=batch_size, verbose=verbose)
 
 
-def local_copy(model: "keras.Model") -> "keras.Model":
+def local_copy(model: keras.Model) -> keras.Model:
     """The model with its (replicated) weights, built on this process's devices only."""
     import keras
 

@@ -1,5 +1,8 @@
 """How the CLI writes: rich output in a terminal, plain full-width lines in a log or a pipe.
 
+Every table and report the commands print is drawn here (`print_*`); `edgetl.cli` only parses
+options, calls the API and chooses exit codes.
+
 Written to a file, Keras' progress bars become hundreds of lines of escape codes and rich
 tables are cut to 80 columns. Here the consoles get an unlimited width when their stream is
 not a terminal (tables are sized to their content, never truncated), Keras prints one line per
@@ -11,10 +14,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+
+from edgetl.spec import escaped
 
 LOG_WIDTH = 10_000
 """Width of a console that writes to a file or pipe: wide enough that no table is cut."""
@@ -63,3 +71,232 @@ def show_progress(console: Console | None) -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
+
+def print_train(console: Console, result: Any) -> None:
+    """Accuracy per held-out split, the fine-tuning verdict, and where the run is."""
+    metrics = result.metrics
+    summary = ", ".join(
+        f"{split} accuracy {metrics[f'{split}_accuracy']:.3f}"
+        for split in ("val", "test")
+        if f"{split}_accuracy" in metrics
+    )
+    console.print(f"[bold green]Trained[/] {metrics['strategy']} on {metrics['backbone']['name']}: {summary}")
+    if "fine_tune" in metrics:
+        ft = metrics["fine_tune"]
+        console.print(
+            f"Kept: {ft['kept']} (val accuracy: head {ft['head_val_accuracy']:.3f}, "
+            f"fine-tuned {ft['fine_tuned_val_accuracy']:.3f})",
+            highlight=False,
+        )
+    console.print(
+        f"Run written to {result.run_dir}  (model.keras, labels.txt, preprocessing.json, metrics.json, curves.png)"
+    )
+    console.print(f"Next: edgetl export {result.run_dir}")
+
+
+def print_predictions(console: Console, title: str, images: Sequence[Path], results: Sequence[Any]) -> None:
+    """One row per class shown: image, rank, label, index, score."""
+    table = Table(title=title)
+    for column in ("image", "rank", "label", "index", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "index", "score") else "left")
+    for image, predictions in zip(images, results):
+        for rank, p in enumerate(predictions, start=1):
+            table.add_row(
+                escaped(str(image)) if rank == 1 else "", str(rank), escaped(p.label), str(p.index), f"{p.score:.4f}"
+            )
+    console.print(table)
+
+
+def print_benchmark(console: Console, model_name: str, report: Any) -> None:
+    """Latency percentiles of the bare invoke and of the runner, throughput and overhead."""
+    table = Table(title=f"{model_name} ({report.backend}, threads={report.threads or 'default'}, {report.runs} runs)")
+    for column in ("step", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for name, latency in (("bare invoke()", report.invoke), ("run_pixels (runner)", report.run_pixels)):
+        table.add_row(name, f"{latency.p50_ms:.3f}", f"{latency.p90_ms:.3f}", f"{latency.p99_ms:.3f}")
+    console.print(table)
+    overhead = report.runner_overhead
+    said = f"{overhead:+.1%}" if overhead >= 0 else f"within noise (measured {overhead:+.1%})"
+    console.print(f"{report.images_per_s:.1f} images/s; runner overhead {said} over bare invoke()")
+    if report.photos_per_s is not None:
+        console.print(
+            f"{report.photos_per_s:.1f} photos/s end to end (decode + resize + invoke) on {report.photos} photos"
+        )
+
+
+def print_selftest(console: Console, model_name: str, report: Any) -> None:
+    """One ✓/✗ line per golden image, then the verdict."""
+    for check in report.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        console.print(f"{mark} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
+    verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
+    console.print(f"{verdict} {model_name} against {report.golden} (rule: {report.rule})", highlight=False)
+    if report.hint:
+        console.print(f"note: {report.hint}", highlight=False)
+
+
+def print_export(console: Console, report: Any) -> None:
+    """The export table, calibration, Edge TPU pre-flight and next steps."""
+    table = Table(title=f"Export to {report.output_dir}")
+    for column in ("format", "file", "size", "seconds", "status"):
+        table.add_column(column, justify="right" if column in ("size", "seconds") else "left")
+    for r in report.results:
+        status = "[green]✓[/]" if r.error is None else f"[red]✗ {r.error}[/]"
+        table.add_row(
+            r.format,
+            r.path.name if r.path else "-",
+            f"{r.size_bytes / 1e6:.2f} MB" if r.path else "-",
+            f"{r.seconds:.1f}",
+            status,
+        )
+    console.print(table)
+    if report.calibration:
+        c = report.calibration
+        counts = f" ({', '.join(f'{k}: {v}' for k, v in c['class_counts'].items())})" if c["class_counts"] else ""
+        console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
+    if report.edgetpu_preflight:
+        p = report.edgetpu_preflight
+        where = _where_mapping_stops(p)
+        console.print(
+            f"Edge TPU pre-flight (int8): {p['mapped_ops']}/{p['total_ops']} ops on the Edge TPU; {where}",
+            highlight=False,
+        )
+    if report.golden:
+        console.print(f"Golden vectors: {report.golden}", highlight=False)
+    run_dir = report.output_dir.parent
+    console.print(
+        f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   "
+        f"edgetl inspect {report.output_dir}/model_tflite-int8.tflite",
+        highlight=False,
+    )
+
+
+def _where_mapping_stops(preflight: dict[str, Any], after: str = "") -> str:
+    """Either all ops map, or the first op the Edge TPU compiler would leave to the CPU."""
+    if preflight["fully_mappable"]:
+        return "all ops map"
+    index, op = preflight["first_unmappable"]
+    return f"mapping stops at op {index} ({op}){after}"
+
+
+def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> str:
+    """The threshold most formats share, then the formats that differ: "98% (tflite-fp16 99%)"."""
+    values = [r.threshold[key] for r in report.results]
+    if not values:
+        return "-"
+    usual = max(set(values), key=values.count)
+    others = ", ".join(f"{r.format} {show(r.threshold[key])}" for r in report.results if r.threshold[key] != usual)
+    return show(usual) + (f" ({others})" if others else "")
+
+
+def print_verify(console: Console, report: Any) -> None:
+    """The parity table, thresholds, skipped formats and the verdict."""
+    from edgetl.verify import sample_note
+
+    ref = report.reference
+    acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"
+    table = Table(title=f"Parity on {report.images} images ({report.data}); float model accuracy {acc}")
+    for column in (
+        "",
+        "format",
+        "size",
+        "accuracy",
+        "Δ acc",
+        "agreement (differ/allowed)",
+        "max |Δp|",
+        "p50 ms",
+        "p95 ms",
+    ):
+        table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
+    for r in report.results:
+        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.1f}"
+        table.add_row(
+            "[green]✓[/]" if r.passed else "[red]✗[/]",
+            r.format,
+            f"{r.size_bytes / 1e6:.2f}M",
+            "n/a" if r.accuracy is None else f"{r.accuracy:.1%}",
+            delta,
+            f"{r.top1_agreement:.1%}"
+            + (f" ({r.gate['disagreements']}/{max(r.gate['allowed_disagreements'], 0)})" if r.gate else ""),
+            f"{r.max_abs_diff:.0e}",
+            f"{r.latency_ms_p50:.1f}",
+            f"{r.latency_ms_p95:.1f}",
+        )
+    console.print(table)
+    atols = ", ".join(
+        f"{r.format} {r.threshold['atol']:.0e}" for r in report.results if r.threshold["atol"] is not None
+    )
+    console.print(
+        f"Thresholds: agreement >= {_threshold_summary(report, 'min_agreement', '{:.0%}'.format)}, accuracy drop <= "
+        f"{_threshold_summary(report, 'max_accuracy_drop', lambda drop: f'{100 * drop:.1f} pt')}; "
+        f"max |Δp| <= {atols or '-'}",
+        highlight=False,
+    )
+    if report.cross:
+        console.print(
+            f"TFLite fp32 vs ONNX: agreement {report.cross['agreement']:.2%}, "
+            f"max |Δp| {report.cross['max_abs_diff']:.1e}",
+            highlight=False,
+        )
+    for name, why in report.skipped:
+        console.print(f"Skipped {name}: {why}", highlight=False)
+    if sample_note(report):
+        console.print(sample_note(report), highlight=False)
+    console.print(
+        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png "
+        f"in {report.run_dir / 'export'}"
+    )
+
+
+def print_inspect(console: Console, model_name: str, report: Any) -> None:
+    """Tensors, op histogram, embedded metadata and the Edge TPU pre-flight of one model file."""
+    table = Table(title=f"{model_name}: {report.format}, {report.size_bytes / 1e6:.2f} MB")
+    for column in ("", "name", "dtype", "shape", "scale", "zero point"):
+        table.add_column(column)
+    for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
+        for t in tensors:
+            table.add_row(
+                kind,
+                escaped(t.name),
+                t.dtype,
+                str(list(t.shape)),
+                f"{t.scale:.6g}" if t.scale else "-",
+                str(t.zero_point) if t.scale else "-",
+            )
+    console.print(table)
+    console.print("Ops: " + ", ".join(f"{op} x{n}" for op, n in report.ops.items()), highlight=False)
+    if report.edgetl:
+        e = report.edgetl
+        labels = e.get("labels", [])
+        console.print(
+            escaped(
+                f"edgetl.json: format {e.get('format')}, {len(labels)} labels ({', '.join(map(str, labels[:5]))}"
+                f"{', ...' if len(labels) > 5 else ''}), preprocessing {e.get('preprocessing')}"
+            ),
+            highlight=False,
+            markup=False,
+        )
+    if report.tflite_metadata:
+        m = report.tflite_metadata
+        console.print(
+            escaped(
+                f"TFLite Model Metadata: {m['name']!r}, labels file {m['labels_file'] or '-'}, "
+                f"mean {m['mean']} std {m['std']}, "
+                f"colour space {m['input_color_space'] or '-'}, packed files {m['packed_files']}"
+            ),
+            highlight=False,
+            markup=False,
+        )
+    if report.metadata_props:
+        console.print(f"ONNX metadata_props: {', '.join(report.metadata_props)}", highlight=False)
+    if report.details.get("opset"):
+        console.print(f"ONNX opset {report.details['opset']}, producer {report.details['producer']}", highlight=False)
+    if report.edgetpu:
+        p = report.edgetpu
+        where = _where_mapping_stops(p, "; the rest runs on the CPU")
+        console.print(f"Edge TPU pre-flight: {p['mapped_ops']}/{p['total_ops']} ops; {where}", highlight=False)
+        for op in p["ops"]:
+            if not op["mappable"]:
+                console.print(f"  ✗ {op['op']} x{op['count']}: {'; '.join(op['reasons'])}", highlight=False)
+        for note in p["notes"]:
+            console.print(f"  note: {note}", highlight=False)

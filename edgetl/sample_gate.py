@@ -69,7 +69,7 @@ def held_out_split(run_dir: Path) -> list[tuple[Path, str]] | None:
     Int8 flips a few photos near a tie, so parity needs as many photos as there are: the test
     split alone is often a few dozen.
     """
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
 
     splits = [read_split(run_dir, name) for name in ("val", "test")]
     if all(split is None for split in splits):

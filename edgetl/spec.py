@@ -85,7 +85,7 @@ class PreprocessingSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessingSpec":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessingSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             kwargs = {k: v for k, v in data.items() if k in known}
@@ -133,7 +133,7 @@ class ModelMetadata:
         return json.dumps(data, indent=2, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelMetadata":
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
         try:
             data = json.loads(text)
             return cls(

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,8 @@ def verify(
         EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
             a corrupt artefact), and with `strict=True` when any check fails.
     """
-    from edgetl.export import FORMATS, _check_run_dir, load_run, read_run_metadata
+    from edgetl.export import FORMATS
+    from edgetl.rundir import check_run_dir, load_run, read_run_metadata
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
         check_number(name, value, 0.0, 1.01, allow_none=True)
@@ -188,7 +190,7 @@ def verify(
     check_number("seed", seed, 0, 2**32 - 1, integer=True)
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
-    _check_run_dir(run_dir)
+    check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
     try:

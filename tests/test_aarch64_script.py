@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, shared_path
 
 SCRIPT = REPO / "scripts" / "check_aarch64.sh"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _export_shared import Exported, exported_run
 from conftest import shared_path
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from _export_shared import Exported, copy_run, exported_run
+
 from edgetl.errors import EdgetlError
 from edgetl.export import ExportOptions, export
 from edgetl.export.recipes import RECIPES, candidates, pick

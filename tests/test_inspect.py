@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from _export_shared import Exported, exported_run
 from conftest import shared_path
+from typer.testing import CliRunner
+
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.inspect import inspect_model

@@ -45,11 +45,13 @@ try:
 except EdgetlError as e:
     errors["verify"] = str(e)
 import edgetl.verify
+options = edgetl.TrainOptions
+import edgetl.train
 print(json.dumps({"formats": sorted(edgetl.export.FORMATS), "errors": errors,
-                  "verify_is_module": edgetl.verify.__name__, "train_options": edgetl.TrainOptions.__module__}))
+                  "verify_is_module": edgetl.verify.__name__, "train_options": options is edgetl.train.TrainOptions}))
 """
     found = _run(code)
     assert "tflite-int8" in found["formats"] and "onnx" in found["formats"]
     assert found["errors"]["export"].startswith("Run directory not found")
     assert found["errors"]["verify"].startswith("Run directory not found")
-    assert found["verify_is_module"] == "edgetl.verify" and found["train_options"] == "edgetl.train"
+    assert found["verify_is_module"] == "edgetl.verify" and found["train_options"] is True

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 from PIL import Image
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier, Prediction, load_runner
-from conftest import shared_path
 
 CORAL_MODELS = ["mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite"]
 CAT_LABELS = {"Egyptian cat", "tabby, tabby cat", "tiger cat"}

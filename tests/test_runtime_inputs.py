@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_path
 from PIL import Image
+from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier, write_rank2_model
 from typer.testing import CliRunner
 
-from conftest import REPO, shared_path
 from edgetl.cli import app
 from edgetl.runtime import Classifier
 from edgetl.spec import ModelMetadata, PreprocessingSpec
-from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier, write_rank2_model
 
 runner = CliRunner()
 

@@ -11,7 +11,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from _export_shared import Exported, exported_run
 from conftest import REPO, shared_path
 

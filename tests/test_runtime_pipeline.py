@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import shared_path
+from PIL import Image
+from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier
+
 from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier
 from edgetl.runtime.image import load_pixels
 from edgetl.runtime.pipeline import decode_ahead
 from edgetl.spec import ModelMetadata, PreprocessingSpec
-from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier
 
 MEAN, STD = (123.7, 116.3, 103.5), (58.4, 57.1, 57.4)
 

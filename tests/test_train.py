@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KERAS_HOME, REPO, shared_path, write_solid_photos
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import KERAS_HOME, REPO, shared_path, write_solid_photos
 from edgetl.backbones import BackboneOptions
 from edgetl.cli import app
 from edgetl.data import UnreadableImagesWarning
@@ -153,10 +153,20 @@ def test_train_output_in_a_log_is_plain_and_json_is_clean(colour_photos: Path, t
     assert "==> head:" in result.stderr
 
 
+def test_the_strategy_table_has_one_row_per_choice_in_order() -> None:
+    from edgetl.choices import STRATEGIES
+    from edgetl.train.strategies import STRATEGY_TABLE
+
+    assert tuple(STRATEGY_TABLE) == STRATEGIES
+    assert [name for name, row in STRATEGY_TABLE.items() if not row.pretrained] == ["scratch"]
+
+
 def test_training_modules_use_keras_only() -> None:
     """data, backbones and train never import tensorflow (the GPU machine has only JAX)."""
-    for name in ("data", "backbones", "train", "plots"):
-        tree = ast.parse((REPO / "edgetl" / f"{name}.py").read_text())
+    files = [REPO / "edgetl" / f"{name}.py" for name in ("data", "backbones", "rundir", "plots")]
+    for path in [*files, *(REPO / "edgetl" / "train").glob("*.py")]:
+        name = path.relative_to(REPO / "edgetl").with_suffix("")
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(m.split(".")[0] == "tensorflow" for m in modules), f"edgetl/{name}.py imports {modules}"
@@ -238,7 +248,7 @@ def test_awkward_image_modes_are_converted(tmp_path: Path) -> None:
     base.convert("RGBA").save(data / "odd" / "rgba.png")
     base.convert("P").save(data / "odd" / "palette.png")
     base.convert("CMYK").save(data / "odd" / "cmyk.jpg")
-    Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)).save(data / "odd" / "deep16.png")
+    Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257).save(data / "odd" / "deep16.png")
     exif = Image.Exif()
     exif[0x0112] = 6
     base.save(data / "plain" / "rotated.jpg", exif=exif)
@@ -274,7 +284,7 @@ def test_full_training_from_random_weights_predicts_in_inference_mode(tmp_path: 
     statistics) are classified as well in inference mode (moving statistics), whatever the trajectory."""
     import keras
 
-    from edgetl.data import read_split
+    from edgetl.rundir import read_split
     from edgetl.runtime.image import load_pixels
     from edgetl.spec import PreprocessingSpec
 

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_solid_photos
 
 pytest.importorskip("jax", reason="multi-process training runs on the JAX backend (pip install 'jax[cpu]')")

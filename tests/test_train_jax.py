@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_solid_photos
 
 pytest.importorskip("jax", reason="the JAX backend is tested where jax is installed (pip install 'jax[cpu]')")
@@ -122,7 +121,7 @@ def test_training_steps_are_dispatched_without_a_host_sync(tmp_path: Path) -> No
     result = _run_jax(
         f"""
 import json, keras
-from edgetl.train import _async_safe, _stop_on_sigint
+from edgetl.train.resume import _async_safe, _stop_on_sigint
 made = lambda: [keras.callbacks.ModelCheckpoint({str(tmp_path / 'b.weights.h5')!r}, save_best_only=True, save_weights_only=True),
                 keras.callbacks.BackupAndRestore({str(tmp_path / 'backup')!r}), keras.callbacks.CSVLogger({str(tmp_path / 'h.csv')!r})]
 with _stop_on_sigint() as stop:

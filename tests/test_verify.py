@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _export_shared import Exported, copy_run, exported_run
 from typer.testing import CliRunner
 
-from _export_shared import Exported, copy_run, exported_run
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS

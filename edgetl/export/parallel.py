@@ -39,10 +39,11 @@ WORKER_START_COST = 0.5
 def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[str], out_dir: Path,
                 calib: np.ndarray | None) -> list[ExportResult]:
     """Export every format in `formats`, in parallel where that helps; results in `formats` order."""
-    from edgetl.export import FORMATS, _timed, artefact_path
+    from edgetl.export import FORMATS, artefact_path
+    from edgetl.export.pipeline import timed
 
     def here(fmt: str) -> ExportResult:
-        return _timed(fmt, lambda: FORMATS[fmt].fn(source, options, artefact_path(out_dir, fmt), calib))
+        return timed(fmt, lambda: FORMATS[fmt].fn(source, options, artefact_path(out_dir, fmt), calib))
 
     remote = _worker_share(formats) if (os.cpu_count() or 1) >= 2 else []
     if not remote or _shared_saved_model(source) is None:
@@ -80,12 +81,12 @@ def _die_with_parent() -> None:
 
 def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
     """The worker's result; a worker that died (out of memory, killed) fails its formats like a converter."""
-    from edgetl.export import _timed, log_outcome
+    from edgetl.export.pipeline import log_outcome, timed
 
     try:
         result = future.result()
     except Exception:  # BrokenProcessPool, or an object that could not be pickled
-        return _timed(fmt, future.result)  # raises the same error again, reported as this format's failure
+        return timed(fmt, future.result)  # raises the same error again, reported as this format's failure
     log_outcome(result)
     return result
 
@@ -117,7 +118,8 @@ def _shared_saved_model(source: ExportSource) -> Path | None:
 def _convert_in_worker(source: ExportSource, options: ExportOptions, fmt: str, out: Path,
                        calib_file: Path | None) -> Any:
     """One format in the worker process, timed and with failures caught as in the main one."""
-    from edgetl.export import FORMATS, _timed
+    from edgetl.export import FORMATS
+    from edgetl.export.pipeline import timed
 
     calib = np.load(calib_file, mmap_mode="r") if calib_file is not None else None
-    return _timed(fmt, lambda: FORMATS[fmt].fn(source, options, out, calib))
+    return timed(fmt, lambda: FORMATS[fmt].fn(source, options, out, calib))

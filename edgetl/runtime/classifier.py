@@ -7,8 +7,8 @@ and `dequantize_output` (raw output -> float32 scores).
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_solid_photos
 from typer.testing import CliRunner
 
-from conftest import write_solid_photos
 from edgetl.cli import app
 from edgetl.safety import MARKER
 

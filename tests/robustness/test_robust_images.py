@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _export_shared import Exported, exported_run
+from conftest import write_solid_photos
 from PIL import Image
 from typer.testing import CliRunner
 
-from _export_shared import Exported, exported_run
-from conftest import write_solid_photos
 from edgetl.cli import app
 from edgetl.data import LabelledFiles, UnreadableImagesWarning, decode_images, scan_classes
 from edgetl.errors import EdgetlError

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _export_shared import Exported, exported_run
+from conftest import shared_path
 from PIL import Image
 from typer.testing import CliRunner
 
-from _export_shared import Exported, exported_run
-from conftest import shared_path
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier

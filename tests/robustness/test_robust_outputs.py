@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from _export_shared import copy_run
 from conftest import write_solid_photos
+from typer.testing import CliRunner
+
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ExportOptions, export, load_run

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_solid_photos
 from typer.testing import CliRunner
 
-from conftest import write_solid_photos
 from edgetl.cli import app
 from edgetl.demo import IMAGE_SIZE, shipped_backbone
 

@@ -1,0 +1,38 @@
+"""Hand an export to the Android demo app: the best TFLite artefact as `assets/model.tflite`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgetl.errors import EdgetlError
+
+if TYPE_CHECKING:
+    from edgetl.export import ExportReport
+
+ANDROID_PREFERENCE = ("tflite-int8", "tflite-fp16", "tflite-fp32", "tflite-dynamic")
+"""Which artefact the Android demo gets: the fastest that was exported (int8 on phones' CPUs)."""
+
+
+def copy_to_android_assets(report: ExportReport, assets_dir: str | Path) -> Path:
+    """Copy the best exported TFLite model into an Android app's assets as `model.tflite`.
+
+    Labels and preprocessing travel inside the file, so the app needs nothing else.
+
+    Raises:
+        EdgetlError: if no TFLite artefact was exported or the folder cannot be written.
+    """
+    exported = {r.format: r.path for r in report.results if r.path is not None}
+    chosen = next((exported[f] for f in ANDROID_PREFERENCE if f in exported), None)
+    if chosen is None:
+        raise EdgetlError(f"--android-assets needs a TFLite artefact. Received: formats={sorted(exported)}")
+    target = Path(assets_dir) / "model.tflite"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(".model.tflite.partial")
+        shutil.copyfile(chosen, partial)
+        partial.replace(target)
+    except OSError as e:
+        raise EdgetlError(f"Cannot write the Android asset: {e.strerror}. Received: {target}") from e
+    return target
