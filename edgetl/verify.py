@@ -27,6 +27,7 @@ import numpy as np
 from edgetl import sample_gate
 from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
+from edgetl.reports import render_markdown, sample_note, write_reports
 from edgetl.runtime.image import is_image_file, load_pixels
 from edgetl.runtime.pipeline import decode_ahead, decode_workers
 from edgetl.safety import check_manifest, check_number, disk_errors
@@ -454,83 +455,4 @@ def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
             "max_abs_diff": float(np.abs(a - b).max())}
 
 
-# --- the sample (edgetl.sample_gate) ---------------------------------------------------------
-
-
-def sample_note(report: VerifyReport) -> str:
-    """One sentence on how far the sample can be trusted, for reports: always below `SMALL_SAMPLE` photos."""
-    gates = [r.gate for r in report.results if r.gate]
-    if not gates or report.images >= sample_gate.SMALL_SAMPLE:
-        return ""
-    allowed = sorted({g["allowed_disagreements"] for g in gates if g["allowed_disagreements"] >= 0})
-    worst = min(gates, key=lambda g: g["agreement_interval"][0])
-    return (f"Small sample ({report.images} photos, under {sample_gate.SMALL_SAMPLE}): one photo is {100 / report.images:.1f} points. "
-            f"The gate allows {' or '.join(map(str, allowed)) or 'no'} disagreement(s) per artefact; the widest 90% "
-            f"(Wilson) agreement interval is {_pct(worst['agreement_interval'][0])}-{_pct(worst['agreement_interval'][1])}. "
-            "Add photos with --probe DIR for a sharper verdict.")
-
-
-# --- reports -------------------------------------------------------------------------------
-
-
-def write_reports(report: VerifyReport, export_dir: Path) -> None:
-    """Write verify.json, verify.md and parity.png into the export folder."""
-    from edgetl.spec import write_text_atomic
-
-    write_text_atomic(export_dir / "verify.json", json.dumps(report.to_dict(), indent=2))
-    write_text_atomic(export_dir / "verify.md", render_markdown(report))
-    from edgetl.plots import plot_parity
-
-    plot_parity(report, export_dir / "parity.png")
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _count_cell(r: ParityResult) -> str:
-    """"3 differ, 5 allowed" from the count gate, or the bare threshold for a result without one."""
-    if not r.gate:
-        return f"min {_pct(r.threshold['min_agreement'])}"
-    return f"{r.gate['disagreements']} differ, {max(r.gate['allowed_disagreements'], 0)} allowed"
-
-
-def render_markdown(report: VerifyReport) -> str:
-    """The parity table as Markdown."""
-    ref = report.reference
-    lines = [
-        f"# Parity report: {report.run_dir.name}",
-        "",
-        f"{report.images} images from {report.data}. Reference: float Keras model, accuracy {_pct(ref['accuracy'])}, "
-        f"latency p50 {ref['latency_ms_p50']:.2f} ms.",
-        "",
-        "| artefact | format | size | accuracy | Δ accuracy | top-1 agreement | max \\|Δp\\| | mean \\|Δp\\| | p50 ms | p95 ms | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report.results:
-        delta = "n/a" if r.accuracy_delta is None else f"{100 * r.accuracy_delta:+.2f} pt"
-        verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.failures)
-        atol = "" if r.threshold["atol"] is None else f" (atol {r.threshold['atol']:.0e})"
-        lines.append(
-            f"| {r.name} | {r.format} | {r.size_bytes / 1e6:.2f} MB | {_pct(r.accuracy)} | {delta} | "
-            f"{_pct(r.top1_agreement)} ({_count_cell(r)}) | {r.max_abs_diff:.2e}{atol} | {r.mean_abs_diff:.2e} | "
-            f"{r.latency_ms_p50:.2f} | {r.latency_ms_p95:.2f} | {verdict} |"
-        )
-    if report.cross:
-        lines += ["", f"TFLite fp32 vs ONNX: top-1 agreement {_pct(report.cross['agreement'])}, "
-                      f"max |Δp| {report.cross['max_abs_diff']:.2e}."]
-    for name, why in report.skipped:
-        lines += ["", f"Skipped {name}: {why}."]
-    if sample_note(report):
-        lines += ["", sample_note(report)]
-    for fmt, rows in report.flips.items():
-        lines += ["", f"Photos where {fmt} and the float model disagree (closest calls first):", "",
-                  "| photo | float model | " + fmt + " |", "|---|---|---|"]
-        lines += [f"| {Path(r['image']).name} | {r['float']['label']} {r['float']['score']:.3f} | "
-                  f"{r['artefact']['label']} {r['artefact']['score']:.3f} ({r['float']['label']} "
-                  f"{r['artefact']['float_label_score']:.3f}) |" for r in rows]
-    lines += ["", f"Verdict: {'PASS' if report.passed else 'FAIL'}", ""]
-    return "\n".join(lines)
-
-
-__all__ = ["ParityResult", "VerifyReport", "find_artefacts", "render_markdown", "verify"]
+__all__ = ["ParityResult", "VerifyReport", "find_artefacts", "render_markdown", "sample_note", "verify"]
