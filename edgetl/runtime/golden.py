@@ -8,7 +8,7 @@ of the preprocessing or a different interpreter build is caught before it ships.
 Pixels and the input tensor must be bit-exact everywhere. Outputs follow `tolerance_for`: a
 float model's within 1e-5 with the same top-k; a quantized model's (integer outputs, or an
 int8/dynamic-range edgetl artefact with float outputs) within `QUANTIZED_STEPS` output steps
-with the same top-1, because x86 and ARM int8 kernels round differently (STACK.md: 7 steps of
+with the same top-1, because x86 and ARM int8 kernels round differently (measured: 7 steps of
 1/256 on a correct arm64 run of a third-party uint8 MobileNetV2).
 """
 
