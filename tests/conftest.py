@@ -6,6 +6,7 @@ third-party models. Tests that need it skip with a clear reason where it is abse
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ def _offline_keras_home() -> Path:
     `weights="imagenet"` takes the real download code path and finds the files cached.
     """
     home = Path(tempfile.mkdtemp(prefix="edgetl-keras-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     (home / "models").mkdir()
     for weights in (SHARED / "weights" / "keras").glob("*.h5"):
         shutil.copy(weights, home / "models" / weights.name)

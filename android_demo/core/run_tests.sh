@@ -62,5 +62,6 @@ mapfile -t test_classes < <(cd "$here/src/test/java" && find . -name '*Test.java
 props=()
 [ -n "$golden" ] && props+=("-Dedgetl.golden=$(cd "$golden" && pwd)")
 [ -n "$fixtures" ] && props+=("-Dedgetl.fixtures=$(cd "$fixtures" && pwd)")
-exec java -Djava.awt.headless=true "${props[@]}" -cp "$build/main:$build/test:$junit:$hamcrest" \
+# Not `exec`: the EXIT trap above must still remove the build folder.
+java -Djava.awt.headless=true "${props[@]}" -cp "$build/main:$build/test:$junit:$hamcrest" \
   org.junit.runner.JUnitCore "${test_classes[@]}"
