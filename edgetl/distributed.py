@@ -76,7 +76,10 @@ def is_writer() -> bool:
 
 
 def shard(files: LabelledFiles) -> LabelledFiles:
-    """This process's share of `files`: every Nth photo, the same count in every process."""
+    """This process's share of `files`: every Nth photo, the same count in every process.
+
+    The last `len(files) % N` photos are dropped (not padded), so that no photo counts twice.
+    """
     count = process_count()
     if count == 1:
         return files
