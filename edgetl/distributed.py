@@ -17,6 +17,8 @@ process evaluates a local copy of the model on the whole validation and test pho
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,7 +76,10 @@ def is_writer() -> bool:
 
 
 def shard(files: LabelledFiles) -> LabelledFiles:
-    """This process's share of `files`: every Nth photo, the same count in every process."""
+    """This process's share of `files`: every Nth photo, the same count in every process.
+
+    The last `len(files) % N` photos are dropped (not padded), so that no photo counts twice.
+    """
     count = process_count()
     if count == 1:
         return files
@@ -91,46 +96,68 @@ def barrier(name: str) -> None:
 
 
 def for_this_process(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
-    """The callbacks without their writes outside process 0.
+    """The callbacks as this process runs them, all processes running the same collectives.
 
-    Checkpoints and logs are left out; a stage backup still restores (on `--resume`) but
-    neither saves nor deletes.
+    Process 0 saves its checkpoints and stage backups `locally`. The other processes leave out
+    checkpoints and logs; their stage backup still restores (on `--resume`) but neither saves nor
+    deletes.
     """
     import keras
 
-    if is_writer():
+    if process_count() == 1:
         return callbacks
     kept = []
     for callback in callbacks:
-        if isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
+        saves = isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore))
+        if is_writer():
+            if saves:
+                callback.on_epoch_end = _run_locally(callback.on_epoch_end)
+        elif isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
             continue
-        if isinstance(callback, keras.callbacks.BackupAndRestore):
+        elif saves:
             callback._save_model = lambda: None
             callback.on_train_end = lambda logs=None: None
         kept.append(callback)
     return kept
 
 
-def predict(model: keras.Model, x: np.ndarray, batch_size: int, verbose: Any = 0) -> np.ndarray:
-    """`model.predict` on all of `x` in this process, also while the model spans several processes.
+@contextmanager
+def locally() -> Iterator[None]:
+    """Keras without its distribution in this block: what it creates lives on this process only.
 
-    Across processes Keras would treat each process's `x` as its part of one global batch and
-    return an array no single process can read; a local copy of the model predicts instead.
+    Across processes every variable Keras creates or assigns is checked to be equal in all of
+    them, which is a collective (`multihost_utils.assert_equal`). Work that process 0 alone does
+    (saving: Keras' `save_weights` builds a throwaway optimizer) must not run one, or it pairs with
+    the next collective of the other processes and all of them fall out of step.
     """
-    if process_count() == 1:
-        return model.predict(x, batch_size=batch_size, verbose=verbose)
-    return local_copy(model).predict(x, batch_size=batch_size, verbose=verbose)
-
-
-def local_copy(model: keras.Model) -> keras.Model:
-    """The model with its (replicated) weights, built on this process's devices only."""
     import keras
 
     distribution = keras.distribution.distribution()
     keras.distribution.set_distribution(None)
     try:
-        copy = model.__class__.from_config(model.get_config())
-        copy.set_weights(model.get_weights())
-        return copy
+        yield
     finally:
         keras.distribution.set_distribution(distribution)
+
+
+def _run_locally(hook: Callable[..., None]) -> Callable[..., None]:
+    def run(*args: Any, **kwargs: Any) -> None:
+        with locally():
+            hook(*args, **kwargs)
+
+    return run
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int, verbose: Any = 0) -> np.ndarray:
+    """`model.predict` on all of `x` in this process, also while the model spans several processes.
+
+    Across processes Keras would treat each process's `x` as its part of one global batch and
+    return an array no single process can read; a copy of the model with its (replicated) weights
+    predicts `locally` instead.
+    """
+    if process_count() == 1:
+        return model.predict(x, batch_size=batch_size, verbose=verbose)
+    with locally():
+        copy = model.__class__.from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+        return copy.predict(x, batch_size=batch_size, verbose=verbose)

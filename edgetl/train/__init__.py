@@ -147,7 +147,8 @@ def train(
                     model, splits, arrays, options, backbone, spec, stage_report, time.monotonic() - started
                 )
                 if distributed.is_writer():
-                    _write_run(work, model, splits, spec, metrics)
+                    with distributed.locally():
+                        _write_run(work, model, splits, spec, metrics)
         except WriteError:
             raise  # like a crash or Ctrl-C, a full disk keeps the partial run for --resume
         except EdgetlError:

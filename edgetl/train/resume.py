@@ -188,7 +188,8 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
     if not distributed.is_writer():
         return
     partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
-    stage.model.save_weights(partial)
+    with distributed.locally():
+        stage.model.save_weights(partial)
     partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
 
 
