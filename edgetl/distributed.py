@@ -128,10 +128,14 @@ def locally() -> Iterator[None]:
     Across processes every variable Keras creates or assigns is checked to be equal in all of
     them, which is a collective (`multihost_utils.assert_equal`). Work that process 0 alone does
     (saving: Keras' `save_weights` builds a throwaway optimizer) must not run one, or it pairs with
-    the next collective of the other processes and all of them fall out of step.
+    the next collective of the other processes and all of them fall out of step. In one process
+    (data-parallel over its own devices) nothing pairs up, and the distribution stays on.
     """
     import keras
 
+    if process_count() == 1:
+        yield
+        return
     distribution = keras.distribution.distribution()
     keras.distribution.set_distribution(None)
     try:
