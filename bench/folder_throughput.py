@@ -30,7 +30,7 @@ TARGET = 1.4
 
 
 class HandLoop:
-    """What a user writes: decode, resize, shift to int8, set_tensor / invoke / get_tensor, one by one."""
+    """What a user writes: decode, resize, set_tensor (uint8 pixels, or shifted to int8) / invoke / get_tensor, one by one."""
 
     def __init__(self, model: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -46,7 +46,9 @@ class HandLoop:
             with Image.open(path) as img:
                 img = ImageOps.exif_transpose(img).convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.uint8)[None]
-            self.interpreter.set_tensor(self.input["index"], (pixels ^ np.uint8(0x80)).view(np.int8))
+            if self.input["dtype"] == np.int8:  # an int8-input export (--io-dtype int8): zero point -128
+                pixels = (pixels ^ np.uint8(0x80)).view(np.int8)
+            self.interpreter.set_tensor(self.input["index"], pixels)
             self.interpreter.invoke()
             top1.append(int(self.interpreter.get_tensor(self.output["index"])[0].argmax()))
         return top1
