@@ -199,7 +199,9 @@ def _build_hub_backbone(options: BackboneOptions) -> keras.Model:
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise EdgetlError(f"A hub backbone needs the TensorFlow backend. Received: KERAS_BACKEND={keras.backend.backend()!r}")
+        raise EdgetlError(
+            f"A hub backbone needs the TensorFlow backend. Received: KERAS_BACKEND={keras.backend.backend()!r}"
+        )
     try:
         import tensorflow_hub as hub
     except ImportError as e:
@@ -248,7 +250,9 @@ def build_classifier(
     """
     import keras
 
-    inputs, features = _normalized_features(backbone, preprocess_mode, training=None if not frozen_batch_norm else False)
+    inputs, features = _normalized_features(
+        backbone, preprocess_mode, training=None if not frozen_batch_norm else False
+    )
     return keras.Model(inputs, head(features), name="edgetl_classifier")
 
 

@@ -48,7 +48,9 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise typer.Exit(code=130) from None
 
 
-TOOLCHAIN = {"train": ("keras",), "verify": ("keras",), "export": ("tensorflow", "keras"), "demo": ("tensorflow", "keras")}
+TOOLCHAIN = {
+    "train": ("keras",), "verify": ("keras",), "export": ("tensorflow", "keras"), "demo": ("tensorflow", "keras"),
+}
 """What each command beyond the device runtime imports; `pip install edgetl[runtime]` has none of it."""
 
 
@@ -74,7 +76,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit.",
+    ),
 ) -> None:
     """edgetl: photos -> transfer-learned classifier -> TFLite/ONNX -> verified -> on the device."""
 
@@ -117,32 +121,115 @@ Precision = _choices("Precision", PRECISIONS)
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="Folder of class folders: DATA_DIR/<class>/*.jpg (or train/ val/ test/ split folders).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The RUN_DIR to create.", rich_help_panel="Output")] = Path("runs/run"),
-    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50_v2, densenet201, or hub:HANDLE (a TF-Hub handle or local SavedModel).", rich_help_panel="Model")] = "mobilenet_v2",
-    alpha: Annotated[float, typer.Option(help="Width multiplier of MobileNet backbones.", rich_help_panel="Model")] = 1.0,
-    weights: Annotated[str, typer.Option(help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.", rich_help_panel="Model")] = "imagenet",
-    image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).", rich_help_panel="Model")] = None,
-    strategy: Annotated[Strategy, typer.Option(help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: small CNN baseline; linear: logistic regression on pooled features; full: train every layer.", rich_help_panel="Training")] = Strategy.feature_extract,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs of the head, or of the whole network for scratch and full (default: 10; 40 for scratch, which starts from random weights).", rich_help_panel="Training")] = None,
-    fine_tune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the fine-tuning stage (default: --epochs).", rich_help_panel="Training")] = None,
-    fine_tune_layers: Annotated[int, typer.Option(help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.", rich_help_panel="Training")] = 10,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate of the head / scratch CNN.", rich_help_panel="Training")] = 1e-3,
-    fine_tune_learning_rate: Annotated[float, typer.Option(help="The low learning rate of fine-tuning.", rich_help_panel="Training")] = 1e-4,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default: 32 on a CPU; 128 on a GPU, both learning rates then scaled by sqrt(128/32)).", rich_help_panel="Training")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and linear, which then train on cached features (many times faster).", rich_help_panel="Training")] = None,
-    val_split: Annotated[float, typer.Option(help="Share of each class held out for validation.", rich_help_panel="Data")] = 0.15,
-    test_split: Annotated[float, typer.Option(help="Share of each class held out for the final test.", rich_help_panel="Data")] = 0.15,
-    subset: Annotated[float, typer.Option(help="Use only this share of the photos (quick tries).", rich_help_panel="Data")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of splits, initialization and augmentation.", rich_help_panel="Training")] = 0,
-    strict: Annotated[bool, typer.Option(help="Unreadable photos are an error instead of being skipped with a warning.", rich_help_panel="Data")] = False,
-    device: Annotated[Device, typer.Option(help="auto uses a GPU when the Keras backend sees one.", rich_help_panel="Hardware")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="mixed: bfloat16/float16 compute on a GPU; the saved model stays float32.", rich_help_panel="Hardware")] = Precision.float32,
-    data_parallel: Annotated[Optional[bool], typer.Option("--data-parallel/--no-data-parallel", help="Split each batch across all devices (Keras distribution API, KERAS_BACKEND=jax). Default: on when JAX sees several GPUs.", rich_help_panel="Hardware")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing RUN_DIR (only once the new run is whole).", rich_help_panel="Output")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this RUN_DIR from its last finished epoch.", rich_help_panel="Output")] = False,
+    data_dir: Annotated[Path, typer.Argument(
+        help="Folder of class folders: DATA_DIR/<class>/*.jpg (or train/ val/ test/ split folders).",
+    )],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="The RUN_DIR to create.",
+        rich_help_panel="Output",
+    )] = Path("runs/run"),
+    backbone: Annotated[str, typer.Option(
+        help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50_v2, densenet201, or "
+        "hub:HANDLE (a TF-Hub handle or local SavedModel).",
+        rich_help_panel="Model",
+    )] = "mobilenet_v2",
+    alpha: Annotated[float, typer.Option(
+        help="Width multiplier of MobileNet backbones.",
+        rich_help_panel="Model",
+    )] = 1.0,
+    weights: Annotated[str, typer.Option(
+        help="imagenet (Keras' download), none (random), or PATH of a local weights file for the headless backbone.",
+        rich_help_panel="Model",
+    )] = "imagenet",
+    image_size: Annotated[Optional[int], typer.Option(
+        help="Square input size in pixels (default: the backbone's, 224; 128 for scratch).",
+        rich_help_panel="Model",
+    )] = None,
+    strategy: Annotated[Strategy, typer.Option(
+        help="feature-extract: frozen backbone + new head; fine-tune: then the last N layers at a low rate; scratch: "
+        "small CNN baseline; linear: logistic regression on pooled features; full: train every layer.",
+        rich_help_panel="Training",
+    )] = Strategy.feature_extract,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs of the head, or of the whole network for scratch and full (default: 10; 40 for scratch, which "
+        "starts from random weights).",
+        rich_help_panel="Training",
+    )] = None,
+    fine_tune_epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs of the fine-tuning stage (default: --epochs).",
+        rich_help_panel="Training",
+    )] = None,
+    fine_tune_layers: Annotated[int, typer.Option(
+        help="Backbone layers (with weights, batch-norm excepted) trained when fine-tuning.",
+        rich_help_panel="Training",
+    )] = 10,
+    learning_rate: Annotated[float, typer.Option(
+        help="Learning rate of the head / scratch CNN.",
+        rich_help_panel="Training",
+    )] = 1e-3,
+    fine_tune_learning_rate: Annotated[float, typer.Option(
+        help="The low learning rate of fine-tuning.",
+        rich_help_panel="Training",
+    )] = 1e-4,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Images per step (default: 32 on a CPU; 128 on a GPU, both learning rates then scaled by sqrt(128/32)).",
+        rich_help_panel="Training",
+    )] = None,
+    augment: Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment",
+        help="Random flip/rotation/zoom/contrast. Default: on for fine-tune and scratch; off for feature-extract and "
+        "linear, which then train on cached features (many times faster).",
+        rich_help_panel="Training",
+    )] = None,
+    val_split: Annotated[float, typer.Option(
+        help="Share of each class held out for validation.",
+        rich_help_panel="Data",
+    )] = 0.15,
+    test_split: Annotated[float, typer.Option(
+        help="Share of each class held out for the final test.",
+        rich_help_panel="Data",
+    )] = 0.15,
+    subset: Annotated[float, typer.Option(
+        help="Use only this share of the photos (quick tries).",
+        rich_help_panel="Data",
+    )] = 1.0,
+    seed: Annotated[int, typer.Option(
+        help="Seed of splits, initialization and augmentation.",
+        rich_help_panel="Training",
+    )] = 0,
+    strict: Annotated[bool, typer.Option(
+        help="Unreadable photos are an error instead of being skipped with a warning.",
+        rich_help_panel="Data",
+    )] = False,
+    device: Annotated[Device, typer.Option(
+        help="auto uses a GPU when the Keras backend sees one.",
+        rich_help_panel="Hardware",
+    )] = Device.auto,
+    precision: Annotated[Precision, typer.Option(
+        help="mixed: bfloat16/float16 compute on a GPU; the saved model stays float32.",
+        rich_help_panel="Hardware",
+    )] = Precision.float32,
+    data_parallel: Annotated[Optional[bool], typer.Option(
+        "--data-parallel/--no-data-parallel",
+        help="Split each batch across all devices (Keras distribution API, KERAS_BACKEND=jax). Default: on when JAX "
+        "sees several GPUs.",
+        rich_help_panel="Hardware",
+    )] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing RUN_DIR (only once the new run is whole).",
+        rich_help_panel="Output",
+    )] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted run of this RUN_DIR from its last finished epoch.",
+        rich_help_panel="Output",
+    )] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Output")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the run's metrics as JSON on stdout (progress goes to stderr).", rich_help_panel="Output")] = False,
+    json_output: Annotated[bool, typer.Option(
+        "--json",
+        help="Print the run's metrics as JSON on stdout (progress goes to stderr).",
+        rich_help_panel="Output",
+    )] = False,
 ) -> None:
     """Train a transfer-learning classifier on a folder of labelled photos."""
     _require_toolchain("train")
@@ -157,10 +244,11 @@ def train(
     def run() -> Any:
         backbone_options = BackboneOptions(name=backbone, alpha=alpha, image_size=image_size, weights=weights)
         options = TrainOptions(
-            strategy=strategy.value, epochs=epochs, fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers,
-            learning_rate=learning_rate, fine_tune_learning_rate=fine_tune_learning_rate, batch_size=batch_size,
-            augment=augment, val_split=val_split, test_split=test_split, subset=subset, seed=seed, strict=strict,
-            device=device.value, precision=precision.value, data_parallel=data_parallel,
+            strategy=strategy.value, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+            fine_tune_layers=fine_tune_layers, learning_rate=learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate, batch_size=batch_size, augment=augment,
+            val_split=val_split, test_split=test_split, subset=subset, seed=seed, strict=strict, device=device.value,
+            precision=precision.value, data_parallel=data_parallel,
         )
         return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
                          verbose=keras_verbosity(quiet))
@@ -190,14 +278,17 @@ def _runtime_warnings(caught: list[Any]) -> None:
         err_console.print(f"warning: {escaped(str(warning.message))}", markup=False, highlight=False)
 
 
-def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoice | None, labels: Path | None = None) -> Any:
+def _open_classifier(
+    model: Path, *, threads: int | None, delegate: DelegateChoice | None, labels: Path | None = None,
+) -> Any:
     import warnings
 
     from edgetl.runtime import Classifier
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf = _run(Classifier.from_file, model, threads=threads, delegate=delegate.value if delegate else None, labels=labels)
+        clf = _run(Classifier.from_file, model, threads=threads, delegate=delegate.value if delegate else None,
+                   labels=labels)
     _runtime_warnings(caught)
     return clf
 
@@ -205,12 +296,21 @@ def _open_classifier(model: Path, *, threads: int | None, delegate: DelegateChoi
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
-    images: Annotated[list[Path], typer.Argument(help="Photos to classify, or folders: every photo below them, sorted.")],
+    images: Annotated[list[Path], typer.Argument(
+        help="Photos to classify, or folders: every photo below them, sorted.",
+    )],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes shown per photo.")] = 3,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels file (one per line) overriding the model's own labels.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Labels file (one per line) overriding the model's own labels.",
+    )] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: the interpreter's).")] = None,
-    delegate: Annotated[Optional[DelegateChoice], typer.Option(help="Run on an accelerator: edgetpu loads libedgetpu.so.1.")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1,
+        help="Interpreter threads (default: the interpreter's).",
+    )] = None,
+    delegate: Annotated[Optional[DelegateChoice], typer.Option(
+        help="Run on an accelerator: edgetpu loads libedgetpu.so.1.",
+    )] = None,
 ) -> None:
     """Classify photos with an exported model; labels and preprocessing are read from the model file."""
     import json
@@ -230,12 +330,20 @@ def predict(
 @app.command()
 def bench(
     model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: the interpreter's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1,
+        help="Interpreter threads (default: the interpreter's).",
+    )] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed iterations.")] = 100,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed iterations first.")] = 10,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
-    delegate: Annotated[Optional[DelegateChoice], typer.Option(help="Run on an accelerator: edgetpu loads libedgetpu.so.1.")] = None,
-    images: Annotated[Optional[Path], typer.Option("--images", help="A folder of photos: also time classify on them end to end (decode + resize + invoke).")] = None,
+    delegate: Annotated[Optional[DelegateChoice], typer.Option(
+        help="Run on an accelerator: edgetpu loads libedgetpu.so.1.",
+    )] = None,
+    images: Annotated[Optional[Path], typer.Option(
+        "--images",
+        help="A folder of photos: also time classify on them end to end (decode + resize + invoke).",
+    )] = None,
 ) -> None:
     """Time a model: p50/p90/p99 latency, images/s, and the runner's overhead over a bare invoke()."""
     import json
@@ -254,7 +362,9 @@ def bench(
 @app.command()
 def selftest(
     model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx) to check on this device.")],
-    golden: Annotated[Optional[Path], typer.Option(help="Folder with golden.json (default: golden/ beside the model).")] = None,
+    golden: Annotated[Optional[Path], typer.Option(
+        help="Folder with golden.json (default: golden/ beside the model).",
+    )] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
 ) -> None:
     """Re-run a model on its golden vectors; exit 0 if every image matches, 1 if any differs."""
@@ -282,22 +392,57 @@ def _split_formats(values: list[str]) -> tuple[str, ...]:
 
 @app.command("export")
 def export_command(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="RUN_DIR written by `edgetl train` (omit with --pretrained).")] = None,
-    formats: Annotated[list[str], typer.Option("--formats", "-f", help="Comma-separated or repeated: all (default), tflite-fp32, tflite-dynamic, tflite-fp16, tflite-int8, onnx, onnx-int8, edgetpu.")] = ["all"],  # noqa: B006
-    calibration_size: Annotated[int, typer.Option(help="Most images in the int8 calibration set, drawn stratified from the training split.")] = 200,
-    calibration_dir: Annotated[Optional[Path], typer.Option(help="Folder of representative photos to calibrate int8 on instead of the training split (needed with --pretrained).")] = None,
-    io_dtype: Annotated[IoDtype, typer.Option(help="Input/output type of the int8 TFLite model: uint8 (what MediaPipe, the TFLite Task Library and Coral read) or int8.")] = IoDtype.uint8,
+    run_dir: Annotated[Optional[Path], typer.Argument(
+        help="RUN_DIR written by `edgetl train` (omit with --pretrained).",
+    )] = None,
+    formats: Annotated[list[str], typer.Option(
+        "--formats", "-f",
+        help="Comma-separated or repeated: all (default), tflite-fp32, tflite-dynamic, tflite-fp16, tflite-int8, onnx, "
+        "onnx-int8, edgetpu.",
+    )] = ["all"],  # noqa: B006
+    calibration_size: Annotated[int, typer.Option(
+        help="Most images in the int8 calibration set, drawn stratified from the training split.",
+    )] = 200,
+    calibration_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder of representative photos to calibrate int8 on instead of the training split (needed with "
+        "--pretrained).",
+    )] = None,
+    io_dtype: Annotated[IoDtype, typer.Option(
+        help="Input/output type of the int8 TFLite model: uint8 (what MediaPipe, the TFLite Task Library and Coral "
+        "read) or int8.",
+    )] = IoDtype.uint8,
     onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
-    quantization: Annotated[str, typer.Option(help="Int8 recipe: default (minmax), minmax, percentile, entropy, or auto (the best by agreement on the validation split).")] = "default",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.")] = None,
-    pretrained: Annotated[Optional[str], typer.Option(help="Export an ImageNet classifier as it is: mobilenet_v2.")] = None,
-    weights: Annotated[str, typer.Option(help="With --pretrained: imagenet (Keras' download) or PATH of a full-model .weights.h5 (1000 or 1001 classes).")] = "imagenet",
+    quantization: Annotated[str, typer.Option(
+        help="Int8 recipe: default (minmax), minmax, percentile, entropy, or auto (the best by agreement on the "
+        "validation split).",
+    )] = "default",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o",
+        help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.",
+    )] = None,
+    pretrained: Annotated[Optional[str], typer.Option(
+        help="Export an ImageNet classifier as it is: mobilenet_v2.",
+    )] = None,
+    weights: Annotated[str, typer.Option(
+        help="With --pretrained: imagenet (Keras' download) or PATH of a full-model .weights.h5 (1000 or 1001 "
+        "classes).",
+    )] = "imagenet",
     alpha: Annotated[float, typer.Option(help="With --pretrained: width multiplier.")] = 1.0,
     image_size: Annotated[int, typer.Option(help="With --pretrained: square input size in pixels.")] = 224,
-    labels: Annotated[Optional[Path], typer.Option(help="With --pretrained: labels file, one per line (required for 1001-class weights).")] = None,
-    golden: Annotated[bool, typer.Option("--golden/--no-golden", help="Write golden vectors for device self-tests into export/golden/.")] = True,
-    overwrite: Annotated[bool, typer.Option(help="With --pretrained: replace an --out folder that an earlier --pretrained export made.")] = False,
-    android_assets: Annotated[Optional[Path], typer.Option(help="Also copy the best TFLite model (int8 first) there as model.tflite, e.g. android_demo/app/src/main/assets.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="With --pretrained: labels file, one per line (required for 1001-class weights).",
+    )] = None,
+    golden: Annotated[bool, typer.Option(
+        "--golden/--no-golden",
+        help="Write golden vectors for device self-tests into export/golden/.",
+    )] = True,
+    overwrite: Annotated[bool, typer.Option(
+        help="With --pretrained: replace an --out folder that an earlier --pretrained export made.",
+    )] = False,
+    android_assets: Annotated[Optional[Path], typer.Option(
+        help="Also copy the best TFLite model (int8 first) there as model.tflite, e.g. "
+        "android_demo/app/src/main/assets.",
+    )] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export a run (or a pretrained ImageNet classifier) to TFLite and ONNX with embedded metadata."""
@@ -311,7 +456,9 @@ def export_command(
             raise EdgetlError("Give either RUN_DIR or --pretrained NAME --out DIR. "
                               f"Received: run_dir={run_dir}, pretrained={pretrained}")
         if pretrained is not None and out is None:
-            raise EdgetlError(f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}")
+            raise EdgetlError(
+                f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}"
+            )
         options = ExportOptions(
             formats=_split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
             io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
@@ -342,11 +489,24 @@ def export_command(
 @app.command("verify")
 def verify_command(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR with model.keras and export/.")],
-    data: Annotated[Optional[Path], typer.Option(help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: every held-out photo of the run, its validation and test splits).")] = None,
-    probe: Annotated[Optional[Path], typer.Option(help="A folder of further unlabelled photos that count towards agreement (not accuracy).")] = None,
-    min_agreement: Annotated[Optional[float], typer.Option(help="Minimum share of images where an artefact's top-1 equals the float model's (default: each format's parity row, 0.98; 0.99 for tflite-fp16).")] = None,
-    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Maximum accuracy loss against the float model, 0.02 = 2 points (default 0.02).")] = None,
-    max_images: Annotated[Optional[int], typer.Option(min=1, help="Compare at most this many images (a seeded draw).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: every "
+        "held-out photo of the run, its validation and test splits).",
+    )] = None,
+    probe: Annotated[Optional[Path], typer.Option(
+        help="A folder of further unlabelled photos that count towards agreement (not accuracy).",
+    )] = None,
+    min_agreement: Annotated[Optional[float], typer.Option(
+        help="Minimum share of images where an artefact's top-1 equals the float model's (default: each format's "
+        "parity row, 0.98; 0.99 for tflite-fp16).",
+    )] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(
+        help="Maximum accuracy loss against the float model, 0.02 = 2 points (default 0.02).",
+    )] = None,
+    max_images: Annotated[Optional[int], typer.Option(
+        min=1,
+        help="Compare at most this many images (a seeded draw).",
+    )] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
@@ -356,8 +516,8 @@ def verify_command(
 
     from edgetl.verify import verify
 
-    report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
-                  max_images=max_images, threads=threads)
+    report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
+                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -389,7 +549,10 @@ def inspect_command(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create: the digits as PNG folders, both runs, the exported artefacts.")] = Path("edgetl-demo"),
+    out: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Folder to create: the digits as PNG folders, both runs, the exported artefacts.",
+    )] = Path("edgetl-demo"),
     overwrite: Annotated[bool, typer.Option(help="Re-run into an existing demo folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -405,13 +568,18 @@ def demo(
     render.print_export(console, report.export)
     render.print_verify(console, report.verify)
     for image, truth, top in report.predictions:
-        console.print(f"  {image.relative_to(report.out)}: predicted {top.label} ({top.score:.2f}), truly {truth}", highlight=False)
-    acc = {name: run.metrics["test_accuracy"] for name, run in (("transfer", report.transfer), ("scratch", report.scratch))}
+        console.print(f"  {image.relative_to(report.out)}: predicted {top.label} ({top.score:.2f}), truly {truth}",
+                      highlight=False)
+    acc = {
+        name: run.metrics["test_accuracy"] for name, run in (("transfer", report.transfer), ("scratch", report.scratch))
+    }
     console.print(f"Transfer gain: [bold]{100 * report.transfer_gain:+.1f} points[/] of test accuracy "
-                  f"(shipped backbone, {report.transfer.metrics['fine_tune']['kept']}: {acc['transfer']:.1%} vs scratch CNN {acc['scratch']:.1%}, "
+                  f"(shipped backbone, {report.transfer.metrics['fine_tune']['kept']}: {acc['transfer']:.1%} "
+                  f"vs scratch CNN {acc['scratch']:.1%}, "
                   f"{report.transfer.metrics['class_counts']['train']['0']} training images per digit)")
     console.print(f"Everything is in {report.out}: digits/ (data), runs/digits/ (model, curves, export/), "
                   f"runs/digits-scratch/, demo.json. Done in {report.seconds / 60:.1f} min.", highlight=False)
-    console.print("Online? `--weights imagenet` (the default) is the recommended path for your own photos: edgetl train ./photos",
+    console.print("Online? `--weights imagenet` (the default) is the recommended path for your own photos: "
+                  "edgetl train ./photos",
                   highlight=False, markup=False)
     raise typer.Exit(code=0 if report.passed else 1)

@@ -134,7 +134,9 @@ def _image_files(class_dir: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(p for name in sorted(filenames) if not name.startswith(".") and is_image_file(p := Path(dirpath) / name))
+        found.extend(
+            p for name in sorted(filenames) if not name.startswith(".") and is_image_file(p := Path(dirpath) / name)
+        )
     return found
 
 
@@ -174,10 +176,14 @@ def load_splits(
                 split_names, files = scan_classes(predefined[split], min_images=1)
                 _check_same_classes(names, split_names, predefined[split])
                 parts[split] = _subset(files, subset, rng)
-        fractions = {"val": val_split if "val" not in parts else 0.0, "test": test_split if "test" not in parts else 0.0}
+        fractions = {
+            "val": val_split if "val" not in parts else 0.0, "test": test_split if "test" not in parts else 0.0,
+        }
         drawn = _stratified_split(parts["train"], fractions, rng)
         origin = {split: f"{folder.name}/" for split, folder in predefined.items()}
-        origin |= {split: _drawn(predefined["train"], fraction) for split, fraction in fractions.items() if fraction > 0}
+        origin |= {
+            split: _drawn(predefined["train"], fraction) for split, fraction in fractions.items() if fraction > 0
+        }
         parts = {**drawn, **{k: v for k, v in parts.items() if k != "train"}}
     else:
         names, pool = scan_classes(root)
@@ -262,7 +268,8 @@ def decode_images(
     if bad and strict:
         raise EdgetlError(f"{len(bad)} image(s) cannot be decoded (--strict). Received: {', '.join(bad[:5])}")
     if bad:
-        warnings.warn(f"Skipped {len(bad)} unreadable image(s): {', '.join(bad)}", UnreadableImagesWarning, stacklevel=2)
+        warnings.warn(f"Skipped {len(bad)} unreadable image(s): {', '.join(bad)}", UnreadableImagesWarning,
+                      stacklevel=2)
     pixels, labels = pixels[ok], files.labels[ok]
     if cache_file is not None:
         _save_cache(cache_file, pixels, labels)

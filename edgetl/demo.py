@@ -181,7 +181,8 @@ def run_demo(
     with disk_errors(f"the demo's digits into {out}"):
         data_dir = write_digits(out / "digits", calibration=out / "calibration")
     # Digits are not mirror images of each other, so no augmentation (it would flip them).
-    common = dict(batch_size=8, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0, cache_dir=out / "cache")
+    common = dict(batch_size=8, augment=False, val_split=VAL_SPLIT, test_split=TEST_SPLIT, seed=0,
+                  cache_dir=out / "cache")
     say(f"Training on the shipped backbone {weights.name}: head on cached features, then fine-tune")
     transfer = train(
         data_dir, out / "runs" / "digits", overwrite=True, verbose=verbose,

@@ -46,7 +46,9 @@ def initialize() -> None:
     if keras.backend.backend() != "jax":
         from edgetl.errors import EdgetlError
 
-        raise EdgetlError(f"Multi-process training needs the JAX backend. Received: KERAS_BACKEND={keras.backend.backend()!r}")
+        raise EdgetlError(
+            f"Multi-process training needs the JAX backend. Received: KERAS_BACKEND={keras.backend.backend()!r}"
+        )
     if jax.distributed.is_initialized():
         return
     # CPU devices of several processes exchange gradients through gloo (JAX's default is none).
@@ -112,7 +114,9 @@ def for_this_process(callbacks: list[keras.callbacks.Callback]) -> list[keras.ca
         if is_writer():
             if saves:
                 callback.on_epoch_end = _run_locally(callback.on_epoch_end)
-        elif isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
+        elif isinstance(
+            callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)
+        ):
             continue
         elif saves:
             callback._save_model = lambda: None

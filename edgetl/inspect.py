@@ -111,7 +111,8 @@ def _inspect_tflite(path: Path, data: bytes) -> InspectReport:
 
 def _tensor_info(t: dict[str, Any]) -> TensorInfo:
     shape = tuple(t["shape_signature"] or t["shape"])
-    return TensorInfo(name=t["name"], dtype=t["dtype"], shape=shape, scale=t["scale"] or 0.0, zero_point=t["zero_point"] or 0)
+    return TensorInfo(name=t["name"], dtype=t["dtype"], shape=shape, scale=t["scale"] or 0.0,
+                      zero_point=t["zero_point"] or 0)
 
 
 def _tensor_dict(t: TensorInfo) -> dict[str, Any]:
@@ -161,6 +162,7 @@ def _inspect_onnx(path: Path, data: bytes) -> InspectReport:
         ops=dict(Counter(n.op_type for n in model.graph.node).most_common()),
         edgetl=_json_or_error(embedded, path) if embedded is not None else None,
         metadata_props=props,
-        details={"opset": opsets.get("ai.onnx"), "opsets": opsets, "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        details={"opset": opsets.get("ai.onnx"), "opsets": opsets,
+                 "producer": f"{model.producer_name} {model.producer_version}".strip(),
                  "quantized": bool(scales), "ir_version": model.ir_version},
     )

@@ -27,7 +27,8 @@ def plot_curves(history: Sequence[dict[str, str]], path: Path) -> None:
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [float(v) for row in history if (v := row.get(prefix + metric)) not in (None, "", "NA")]
             if len(values) == len(epochs) and values:
-                ax.plot(epochs, values, style, marker="o", markersize=3, label=f"{'validation' if prefix else 'train'} {metric}")
+                ax.plot(epochs, values, style, marker="o", markersize=3,
+                        label=f"{'validation' if prefix else 'train'} {metric}")
         for previous, row in zip(history, history[1:]):
             if row["stage"] != previous["stage"]:
                 ax.axvline(int(row["epoch"]) - 0.5, color="grey", linestyle=":", label=f"start of {row['stage']}")
@@ -76,26 +77,32 @@ def plot_parity(report: Any, path: Path) -> None:
     agreements = np.nan_to_num([100 * r.top1_agreement for r in results], nan=0.0)
     diffs = np.clip(np.nan_to_num([r.max_abs_diff for r in results], nan=1.0, posinf=1.0), 1e-9, 1.0)
     colours = ["tab:green" if r.passed else "tab:red" for r in results]
-    fig, axes = plt.subplots(1, 3 if report.labelled else 2, figsize=(14 if report.labelled else 10, 1.6 + 0.45 * len(names)))
+    fig, axes = plt.subplots(1, 3 if report.labelled else 2,
+                             figsize=(14 if report.labelled else 10, 1.6 + 0.45 * len(names)))
     y = np.arange(len(names))
     minimums = [100 * r.threshold["min_agreement"] for r in results]
     _bars(axes[0], y, agreements, colours, [f"{v:.1f}%" for v in agreements], minimums, [f"≥{m:g}%" for m in minimums])
-    axes[0].set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)", xlim=_zoom([*agreements, *minimums], top=100))
+    axes[0].set(yticks=y, yticklabels=names, xlabel="top-1 agreement with float (%)",
+                xlim=_zoom([*agreements, *minimums], top=100))
     atols = [r.threshold["atol"] for r in results]
-    _bars(axes[1], y, diffs, colours, [f"{v:.0e}" for v in diffs], atols, [f"≤{a:.0e}" if a is not None else "" for a in atols])
-    axes[1].set(xscale="log", yticks=y, yticklabels=[], xlabel="max |Δprobability| (log)", xlim=(min(diffs.min(), 1e-7) / 3, 3.0))
+    _bars(axes[1], y, diffs, colours, [f"{v:.0e}" for v in diffs], atols,
+          [f"≤{a:.0e}" if a is not None else "" for a in atols])
+    axes[1].set(xscale="log", yticks=y, yticklabels=[], xlabel="max |Δprobability| (log)",
+                xlim=(min(diffs.min(), 1e-7) / 3, 3.0))
     if report.labelled:
         reference = 100 * report.reference["accuracy"]
         accuracies = np.array([100 * (r.accuracy or 0) for r in results])
         floors = [reference - 100 * r.threshold["max_accuracy_drop"] for r in results]
-        _bars(axes[2], y, accuracies, colours, [f"{v:.1f}%" for v in accuracies], floors, [f"≥{f:.1f}%" for f in floors])
+        _bars(axes[2], y, accuracies, colours, [f"{v:.1f}%" for v in accuracies], floors,
+              [f"≥{f:.1f}%" for f in floors])
         axes[2].axvline(reference, color="black", ls="--", lw=1)
         axes[2].set(yticks=y, yticklabels=[], xlim=_zoom([*accuracies, *floors, reference], top=100),
                     xlabel=f"accuracy (%); dashed: float model {reference:.1f}%")
     for axis in axes:
         axis.set_ylim(len(names) - 0.5, -0.8)  # table order, top to bottom; room for the top tick's label
     for axis in (axes[0], axes[2]) if report.labelled else axes[:1]:
-        axis.set_xticks([t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= 100])  # the room right of 100 is for labels
+        # the room right of 100 is for labels
+        axis.set_xticks([t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= 100])
     fig.suptitle(f"{report.run_dir.name}: {report.images} images, {'PASS' if report.passed else 'FAIL'} "
                  "(black ticks: thresholds)")
     fig.tight_layout()

@@ -82,7 +82,8 @@ def check_replaceable(target: Path, kind: str, *, flag: str = "--overwrite") -> 
     if marker is None:
         raise EdgetlError(
             f"{target} exists and was not made by edgetl (it has no {MARKER} marker), so {flag} will not replace it: "
-            f"edgetl never deletes what it did not make. Remove it yourself or choose another folder. Received: {target}"
+            "edgetl never deletes what it did not make. Remove it yourself or choose another folder. "
+            f"Received: {target}"
         )
     if marker.get("kind") != kind:
         raise EdgetlError(

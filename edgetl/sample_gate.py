@@ -108,7 +108,8 @@ def judge_sample(pred: np.ndarray, ref_pred: np.ndarray, truth: np.ndarray | Non
                             "agreement_interval": [round(low, 4), round(high, 4)]}
     failures = []
     if disagree > allowed:
-        failures.append(f"top-1 agreement {(n - disagree) / n:.4f} < {threshold['min_agreement']:.4f}: {disagree} of {n} "
+        failures.append(f"top-1 agreement {(n - disagree) / n:.4f} < {threshold['min_agreement']:.4f}: "
+                        f"{disagree} of {n} "
                         f"photos disagree with the float model, {_allowance(allowed, n)} (95% upper bound {high:.4f})")
     if truth is not None:
         known = truth >= 0

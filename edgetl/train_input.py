@@ -45,7 +45,9 @@ def fit_inputs(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> t
     processes = distributed.process_count()
     dataset = ShuffledBatches(x, y, batch_size=batch_size // processes, seed=seed,
                               on_device=fits_on_device(x.nbytes + y.nbytes), drop_remainder=processes > 1)
-    return {"x": dataset}, [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: dataset.start_epoch(epoch))]
+    return {"x": dataset}, [
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: dataset.start_epoch(epoch))
+    ]
 
 
 def device_memory_bytes() -> int:

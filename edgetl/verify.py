@@ -221,7 +221,8 @@ def verify(
             "atol": parity.atol,
         }
         jobs.append((fmt, path, threshold))
-    ref_probs, runs = _run_side_by_side(loading, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size, threads)
+    ref_probs, runs = _run_side_by_side(loading, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size,
+                                        threads)
     model = loading.result()[0]
     reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
     results, outputs = [], {}
@@ -281,12 +282,16 @@ def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None
         return [Path(p) for p in images], None, f"{len(images)} unlabelled images"
     if data is None:
         if not test:
-            raise EdgetlError(f"{run_dir} has no held-out split (splits.json); pass --data TEST_DIR with <class>/<image> folders.")
+            raise EdgetlError(
+                f"{run_dir} has no held-out split (splits.json); pass --data TEST_DIR with <class>/<image> folders."
+            )
         index = {label: i for i, label in enumerate(labels)}
         unknown = sorted({cls for _, cls in test} - set(index))
         if unknown:
             raise EdgetlError(f"splits.json test classes {unknown} are not in labels.txt. Received: {run_dir}")
-        return [p for p, _ in test], np.array([index[c] for _, c in test]), f"validation and test splits of {run_dir.name}"
+        return (
+            [p for p, _ in test], np.array([index[c] for _, c in test]), f"validation and test splits of {run_dir.name}"
+        )
     data = Path(data)
     if not data.is_dir():
         raise EdgetlError(f"Test data folder not found. Received: data={data}")
@@ -373,11 +378,16 @@ def _run_artefact(path: Path, pixels: np.ndarray, image_size: tuple[int, int], t
         raise EdgetlError(f"Cannot open artefact {path.name}: {e}") from e
     if tuple(clf.spec.image_size) != tuple(image_size):  # another run's artefact: judged on its metadata alone
         return _ArtefactRun(clf, None)
-    return _ArtefactRun(clf, np.concatenate([clf.run_pixels(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]))
+    return _ArtefactRun(
+        clf, np.concatenate([clf.run_pixels(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
+    )
 
 
 def _predict_keras(model: Any, pixels: np.ndarray) -> np.ndarray:
-    out = [np.asarray(model.predict_on_batch(pixels[i : i + BATCH].astype(np.float32))) for i in range(0, len(pixels), BATCH)]
+    out = [
+        np.asarray(model.predict_on_batch(pixels[i : i + BATCH].astype(np.float32)))
+        for i in range(0, len(pixels), BATCH)
+    ]
     return np.concatenate(out).astype(np.float32)
 
 

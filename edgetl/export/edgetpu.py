@@ -83,12 +83,16 @@ class PreflightReport:
             "mapped_ops": self.mapped_ops,
             "fully_mappable": self.fully_mappable,
             "first_unmappable": list(self.first_unmappable) if self.first_unmappable else None,
-            "ops": [{"op": o.op, "count": o.count, "mappable": o.mappable, "reasons": list(o.reasons)} for o in self.ops],
+            "ops": [
+                {"op": o.op, "count": o.count, "mappable": o.mappable, "reasons": list(o.reasons)} for o in self.ops
+            ],
             "notes": list(self.notes),
         }
 
 
-def preflight(operators: list[dict[str, Any]], inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> PreflightReport:
+def preflight(
+    operators: list[dict[str, Any]], inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]
+) -> PreflightReport:
     """Predict the Edge TPU mapping of a TFLite graph.
 
     Args:
@@ -180,7 +184,9 @@ def compile_model(model: bytes, *, timeout_s: int = 600) -> tuple[bytes, str]:
         )
         compiled = Path(tmp) / "model_edgetpu.tflite"
         if proc.returncode != 0 or not compiled.exists():
-            raise EdgetlError(f"{COMPILER} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise EdgetlError(
+                f"{COMPILER} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         return compiled.read_bytes(), proc.stdout
 
 

@@ -85,7 +85,8 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
             lambda path: source.validation_disagreements(_session_runner(path)))
         model = onnx.load(str(q_path))
     return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,
-                  quantization=f"onnxruntime static QDQ, int8 activations, per-channel 7-bit int8 weights, {recipe} calibration",
+                  quantization="onnxruntime static QDQ, int8 activations, per-channel 7-bit int8 weights, "
+                  f"{recipe} calibration",
                   quantization_recipe=recipe, quantization_trials=tried, calibration_images=int(len(calib)))
 
 

@@ -5,7 +5,10 @@
 | `minmax`         | MinMax calibration (the default)                 | TFLite's converter (min/max)    |
 | `percentile`     | Percentile calibration, 99.999th                 | as minmax: TFLite has no other  |
 | `entropy`        | Entropy (KL) calibration                         | as minmax                       |
-| `auto`           | each of the above within `AUTO_BUDGET_S`; keeps the one whose int8 model agrees with the float model on the most validation photos (never the test split) |
+| `auto`           | each of the above within `AUTO_BUDGET_S`; keeps the best (see below)                             |
+
+`auto` keeps the recipe whose int8 model agrees with the float model on the most validation
+photos (never the test split).
 
 Every onnx-int8 recipe is QDQ, int8 activations, per-channel 7-bit weights (see
 `edgetl.export.onnx`). TFLite's converter offers full-integer PTQ with min/max calibration

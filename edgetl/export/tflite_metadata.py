@@ -117,10 +117,16 @@ def build_metadata_buffer(meta: ModelMetadata, *, model_name: str, description: 
     ])
     height, width = spec.image_size
     image_size = table([("uint", IMAGE_SIZE_WIDTH, width), ("uint", IMAGE_SIZE_HEIGHT, height)])
-    image_props = table([("byte", IMAGE_PROPS_COLOR_SPACE, COLOR_SPACE_RGB), ("offset", IMAGE_PROPS_DEFAULT_SIZE, image_size)])
-    input_content = table([("ubyte", CONTENT_PROPS_TYPE, CONTENT_IMAGE_PROPERTIES), ("offset", CONTENT_PROPS, image_props)])
+    image_props = table(
+        [("byte", IMAGE_PROPS_COLOR_SPACE, COLOR_SPACE_RGB), ("offset", IMAGE_PROPS_DEFAULT_SIZE, image_size)]
+    )
+    input_content = table(
+        [("ubyte", CONTENT_PROPS_TYPE, CONTENT_IMAGE_PROPERTIES), ("offset", CONTENT_PROPS, image_props)]
+    )
     normalization = table([("offset", NORM_MEAN, floats(spec.mean)), ("offset", NORM_STD, floats(spec.std))])
-    process_unit = table([("ubyte", PU_OPTIONS_TYPE, PROCESS_UNIT_NORMALIZATION), ("offset", PU_OPTIONS, normalization)])
+    process_unit = table(
+        [("ubyte", PU_OPTIONS_TYPE, PROCESS_UNIT_NORMALIZATION), ("offset", PU_OPTIONS, normalization)]
+    )
     # The input value range before normalization.
     input_stats = table([("offset", STATS_MAX, floats((255.0,))), ("offset", STATS_MIN, floats((0.0,)))])
     input_tensor = table([
@@ -133,7 +139,9 @@ def build_metadata_buffer(meta: ModelMetadata, *, model_name: str, description: 
         ("offset", TM_STATS, input_stats),
     ])
     feature_props = _empty_table(b)  # FeatureProperties has no fields
-    output_content = table([("ubyte", CONTENT_PROPS_TYPE, CONTENT_FEATURE_PROPERTIES), ("offset", CONTENT_PROPS, feature_props)])
+    output_content = table(
+        [("ubyte", CONTENT_PROPS_TYPE, CONTENT_FEATURE_PROPERTIES), ("offset", CONTENT_PROPS, feature_props)]
+    )
     output_stats = table([("offset", STATS_MAX, floats((1.0,))), ("offset", STATS_MIN, floats((0.0,)))])
     output_tensor = table([
         ("offset", TM_NAME, b.CreateString("probability")),

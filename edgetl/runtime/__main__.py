@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="Interpreter threads.")
     parser.add_argument("--delegate", choices=DELEGATES, default=None, help="Run on an accelerator (edgetpu).")
     parser.add_argument("--selftest", action="store_true", help="Check this device against the model's golden vectors.")
-    parser.add_argument("--golden", type=Path, default=None, help="Golden folder for --selftest (default: golden/ beside the model).")
+    parser.add_argument("--golden", type=Path, default=None,
+                        help="Golden folder for --selftest (default: golden/ beside the model).")
     return parser
 
 
@@ -81,7 +82,8 @@ def _selftest(model: Path, golden: Path) -> int:
         print(f"error: {escaped(str(e))}", file=sys.stderr)
         return 2
     for check in report.checks:
-        print(f"{'ok  ' if check.passed else 'FAIL'} {check.image}" + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
+        print(f"{'ok  ' if check.passed else 'FAIL'} {check.image}"
+              + (f": {'; '.join(check.reasons)}" if check.reasons else ""))
     print(f"{'PASS' if report.passed else 'FAIL'} {model.name} against {report.golden} (rule: {report.rule})")
     if report.hint:
         print(f"note: {report.hint}")

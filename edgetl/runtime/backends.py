@@ -95,7 +95,9 @@ def open_backend(path: Path, *, threads: int | None, delegate: str | None) -> Ba
         raise EdgetlError(f"threads must be in [1, {max_threads()}] (4 per CPU core here). Received: threads={threads}")
     if path.suffix.lower() == ".onnx":
         if delegate is not None:
-            raise EdgetlError(f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}")
+            raise EdgetlError(
+                f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}"
+            )
         return OnnxBackend(path, threads)
     return TfliteBackend(path, threads, delegate)
 
@@ -167,7 +169,9 @@ class TfliteBackend:
                     "Install ai-edge-litert (pip install 'edgetl[runtime]'), or export a format older "
                     f"interpreters run: tflite-fp32, tflite-fp16, tflite-int8. Received: {path}"
                 ) from e
-            raise EdgetlError(f"Not a valid TFLite model: corrupt, truncated or another format ({_first_line(e)}). Received: {path}") from e
+            raise EdgetlError(
+                f"Not a valid TFLite model: corrupt, truncated or another format ({_first_line(e)}). Received: {path}"
+            ) from e
         except RuntimeError as e:  # a delegate that rejects the graph
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
         self._path = path
@@ -213,7 +217,9 @@ class TfliteBackend:
             self._interpreter.resize_tensor_input(self._in, list(shape))
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise EdgetlError(f"This model cannot take an input of shape {shape}: {_first_line(e)}. Received: {self._path}") from e
+            raise EdgetlError(
+                f"This model cannot take an input of shape {shape}: {_first_line(e)}. Received: {self._path}"
+            ) from e
         self._shape = shape
 
 
@@ -272,7 +278,9 @@ def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
     )
 
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+}
 
 
 class OnnxBackend:
@@ -285,7 +293,8 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as e:
             raise EdgetlError(
-                f"Running .onnx models needs onnxruntime. Received: {path.name}. Install it: pip install 'edgetl[onnx-runtime]'"
+                f"Running .onnx models needs onnxruntime. Received: {path.name}. "
+                "Install it: pip install 'edgetl[onnx-runtime]'"
             ) from e
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -294,7 +303,9 @@ class OnnxBackend:
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except _ort_errors(ort) as e:
-            raise EdgetlError(f"Not a valid ONNX model: corrupt, truncated or another format. Received: {path} ({_first_line(e)})") from e
+            raise EdgetlError(
+                f"Not a valid ONNX model: corrupt, truncated or another format. Received: {path} ({_first_line(e)})"
+            ) from e
         self._path = path
         self.metadata_props: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 

@@ -42,10 +42,15 @@ class Prediction:
         return {"label": self.label, "index": self.index, "score": self.score if math.isfinite(self.score) else None}
 
 
-def prediction_records(images: Sequence[str | Path | Image.Image], results: list[list[Prediction]]) -> list[dict[str, Any]]:
+def prediction_records(
+    images: Sequence[str | Path | Image.Image], results: list[list[Prediction]]
+) -> list[dict[str, Any]]:
     """The JSON layout of `edgetl predict --json`: ``[{"image", "top_k": [{"label", "index", "score"}]}]``."""
     return [
-        {"image": str(image) if not isinstance(image, Image.Image) else "<PIL image>", "top_k": [p.to_dict() for p in predictions]}
+        {
+            "image": str(image) if not isinstance(image, Image.Image) else "<PIL image>",
+            "top_k": [p.to_dict() for p in predictions],
+        }
         for image, predictions in zip(images, results, strict=True)
     ]
 
@@ -183,7 +188,9 @@ class Classifier:
         """Raw output -> float32 scores (N, C): ``(raw - zero_point) * scale`` for quantized outputs."""
         raw = raw.reshape(raw.shape[0], -1)
         if self.output_info.quantized:
-            return (raw.astype(np.float32) - np.float32(self.output_info.zero_point)) * np.float32(self.output_info.scale)
+            return (
+                (raw.astype(np.float32) - np.float32(self.output_info.zero_point)) * np.float32(self.output_info.scale)
+            )
         return raw.astype(np.float32, copy=False)
 
     def run_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -215,7 +222,9 @@ class Classifier:
         """
         if top_k < 1:
             raise EdgetlError(f"top_k must be at least 1. Received: top_k={top_k}")
-        return [self.top_k(self.run_pixels(pixels[None])[0], top_k) for pixels in decode_ahead(self.load_pixels, images)]
+        return [
+            self.top_k(self.run_pixels(pixels[None])[0], top_k) for pixels in decode_ahead(self.load_pixels, images)
+        ]
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         """The `k` best classes of one score vector (C,), ties broken by the lower index."""
@@ -224,9 +233,14 @@ class Classifier:
 
     def _check_pixels(self, pixels: np.ndarray) -> None:
         expected = (*self.spec.image_size, 3)
-        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != expected:
+        if (
+            not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 4
+            or pixels.shape[1:] != expected
+        ):
             got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
-            raise EdgetlError(f"Pixels must be a uint8 array of shape (N, {expected[0]}, {expected[1]}, 3). Received: {got}")
+            raise EdgetlError(
+                f"Pixels must be a uint8 array of shape (N, {expected[0]}, {expected[1]}, 3). Received: {got}"
+            )
 
 
 def load_runner(
@@ -260,7 +274,9 @@ def _read_model_bytes(path: Path) -> bytes:
     if suffix == ".onnx" and is_tflite:
         raise EdgetlError(f"This file is a TFLite model named .onnx. Received: {path}. Rename it to {path.stem}.tflite")
     if suffix == ".tflite" and not is_tflite and data[:1] == b"\x08":  # ONNX ModelProto starts with ir_version
-        raise EdgetlError(f"This file looks like an ONNX model named .tflite. Received: {path}. Rename it to {path.stem}.onnx")
+        raise EdgetlError(
+            f"This file looks like an ONNX model named .tflite. Received: {path}. Rename it to {path.stem}.onnx"
+        )
     return data
 
 
@@ -328,7 +344,10 @@ def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes:
     elif info.metadata is not None:
         labels, source = info.metadata.labels, "the model's edgetl.json"
     elif info.labels is not None:
-        labels, source = info.labels, f"the model's {'ONNX metadata_props' if path.suffix.lower() == '.onnx' else 'TFLite metadata'}"
+        labels, source = (
+            info.labels,
+            f"the model's {'ONNX metadata_props' if path.suffix.lower() == '.onnx' else 'TFLite metadata'}",
+        )
     else:
         return tuple(str(i) for i in range(num_classes))
     if len(labels) != num_classes:
@@ -351,7 +370,9 @@ def _input_plan(spec: PreprocessingSpec, tensor: TensorInfo) -> _InputPlan:
     return _InputPlan(dtype, shift, table, spec.layout == "NCHW")
 
 
-def _normalization_table(mean: np.ndarray, std: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+def _normalization_table(
+    mean: np.ndarray, std: np.ndarray, scale: float, zero_point: int, dtype: np.dtype
+) -> np.ndarray:
     """The input value of each (channel, pixel value), by the formulas `quantize_input` documents.
 
     Shape (3, 256), or (256,) when the three channels share one map (the common case).
@@ -361,7 +382,9 @@ def _normalization_table(mean: np.ndarray, std: np.ndarray, scale: float, zero_p
         table = ((values.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)).astype(dtype)
     else:
         info = np.iinfo(dtype)
-        table = np.clip(np.rint((values.astype(np.float64) - mean) / std / scale + zero_point), info.min, info.max).astype(dtype)
+        table = np.clip(
+            np.rint((values.astype(np.float64) - mean) / std / scale + zero_point), info.min, info.max
+        ).astype(dtype)
     return table[:, 0].copy() if (table == table[:, :1]).all() else np.ascontiguousarray(table.T)
 
 

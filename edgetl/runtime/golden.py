@@ -147,7 +147,10 @@ def write_golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path
             artefacts disagree on labels or preprocessing.
     """
     if not artefacts or not images:
-        raise EdgetlError(f"Golden vectors need at least one artefact and one image. Received: {len(artefacts)} artefacts, {len(images)} images")
+        raise EdgetlError(
+            "Golden vectors need at least one artefact and one image. "
+            f"Received: {len(artefacts)} artefacts, {len(images)} images"
+        )
     classifiers = [Classifier.from_file(path) for path in artefacts]
     first = classifiers[0]
     for clf in classifiers[1:]:
@@ -166,7 +169,8 @@ def write_golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path
         "labels": list(first.labels),
         "preprocessing": first.spec.to_dict(),
         "images": [
-            {"file": f.name, "pixels_sha256": _sha256(p), "pixels_shape": list(p.shape)} for f, p in zip(files, pixels, strict=True)
+            {"file": f.name, "pixels_sha256": _sha256(p), "pixels_shape": list(p.shape)}
+            for f, p in zip(files, pixels, strict=True)
         ],
         "artefacts": {clf.path.name: _artefact_entry(clf, files, pixels, top_k) for clf in classifiers},
     }
@@ -188,14 +192,19 @@ def check_golden(model: Path, golden_dir: Path) -> GoldenReport:
     entry = document["artefacts"].get(model.name)
     if entry is None:
         known = ", ".join(sorted(document["artefacts"])) or "none"
-        raise EdgetlError(f"{golden_dir / GOLDEN_FILE} has no entry for this model. Received: {model.name}. Entries: {known}")
+        raise EdgetlError(
+            f"{golden_dir / GOLDEN_FILE} has no entry for this model. Received: {model.name}. Entries: {known}"
+        )
     clf = Classifier.from_file(model)
     tolerance = tolerance_for(clf)
-    interpreters = {"made_with": entry.get("interpreter"), "runs_on": interpreter_version(clf.backend), "rule": tolerance.rule}
+    interpreters = {
+        "made_with": entry.get("interpreter"), "runs_on": interpreter_version(clf.backend), "rule": tolerance.rule,
+    }
     spec = PreprocessingSpec.from_dict(document["preprocessing"])
     if spec != clf.spec:
         reason = f"preprocessing differs from golden.json: model {clf.spec}, golden {spec}"
-        return GoldenReport(model, golden_dir, tuple(ImageCheck(r["image"], (reason,)) for r in entry["results"]), **interpreters)
+        return GoldenReport(model, golden_dir, tuple(ImageCheck(r["image"], (reason,)) for r in entry["results"]),
+                            **interpreters)
     try:
         images = {image["file"]: image for image in document["images"]}
         checks = tuple(_check_image(clf, golden_dir, images[r["image"]], r, tolerance) for r in entry["results"])
@@ -271,7 +280,10 @@ def _read_golden(golden_dir: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise EdgetlError(f"No golden vectors found. Received: {path} does not exist. Export writes them to RUN_DIR/export/golden/") from e
+        raise EdgetlError(
+            f"No golden vectors found. Received: {path} does not exist. "
+            "Export writes them to RUN_DIR/export/golden/"
+        ) from e
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EdgetlError(f"golden.json cannot be read ({e}). Received: {path}") from e
     if not isinstance(document, dict) or document.get("golden_version") != GOLDEN_VERSION:

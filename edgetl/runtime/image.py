@@ -133,7 +133,10 @@ def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
             found.append(path)  # a missing or unreadable file is reported when it is loaded
             continue
         photos = sorted(
-            (p for p in path.rglob("*") if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+            (
+                p for p in path.rglob("*")
+                if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ),
             key=lambda p: p.relative_to(path).parts,
         )
         if not photos:

@@ -37,7 +37,9 @@ BUFFER_DATA, BUFFER_OFFSET, BUFFER_SIZE = 0, 1, 2
 METADATA_ENTRY_NAME, METADATA_ENTRY_BUFFER = 0, 1
 
 # metadata_schema.fbs slots (ModelMetadata, SubGraphMetadata, TensorMetadata, ...)
-MM_NAME, MM_DESCRIPTION, MM_VERSION, MM_SUBGRAPHS, MM_AUTHOR, MM_ASSOCIATED_FILES, MM_MIN_PARSER_VERSION = 0, 1, 2, 3, 4, 6, 7
+MM_NAME, MM_DESCRIPTION, MM_VERSION, MM_SUBGRAPHS, MM_AUTHOR, MM_ASSOCIATED_FILES, MM_MIN_PARSER_VERSION = (
+    0, 1, 2, 3, 4, 6, 7
+)
 SG_NAME, SG_INPUTS, SG_OUTPUTS, SG_ASSOCIATED_FILES = 0, 2, 3, 4
 TM_NAME, TM_DESCRIPTION, TM_CONTENT, TM_PROCESS_UNITS, TM_STATS, TM_ASSOCIATED_FILES = 0, 1, 3, 4, 5, 6
 CONTENT_PROPS_TYPE, CONTENT_PROPS = 0, 1
@@ -157,7 +159,9 @@ def read_tflite(data: bytes, *, source: str = "model") -> dict[str, Any]:
         operators = []
         for node in graph.tables(SUBGRAPH_OPERATORS):
             code = codes[node.scalar(OPERATOR_OPCODE_INDEX, nt.Uint32Flags)]
-            number = max(code.scalar(OPCODE_BUILTIN, nt.Int32Flags), code.scalar(OPCODE_DEPRECATED_BUILTIN, nt.Int8Flags))
+            number = max(
+                code.scalar(OPCODE_BUILTIN, nt.Int32Flags), code.scalar(OPCODE_DEPRECATED_BUILTIN, nt.Int8Flags)
+            )
             name = builtin_ops.get(number, str(number))
             if name == "CUSTOM":
                 name = f"CUSTOM:{code.string(OPCODE_CUSTOM_CODE, 'replace') or ''}"
