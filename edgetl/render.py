@@ -240,8 +240,8 @@ def print_verify(console: Console, report: Any) -> None:
         )
     for name, why in report.skipped:
         console.print(f"Skipped {name}: {why}", highlight=False)
-    if sample_note(report):
-        console.print(sample_note(report), highlight=False)
+    if note := sample_note(report):
+        console.print(note, highlight=False)
     console.print(
         f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png "
         f"in {report.run_dir / 'export'}"

@@ -75,8 +75,8 @@ def render_markdown(report: VerifyReport) -> str:
                       f"max |Δp| {report.cross['max_abs_diff']:.2e}."]
     for name, why in report.skipped:
         lines += ["", f"Skipped {name}: {why}."]
-    if sample_note(report):
-        lines += ["", sample_note(report)]
+    if note := sample_note(report):
+        lines += ["", note]
     for fmt, rows in report.flips.items():
         lines += ["", f"Photos where {fmt} and the float model disagree (closest calls first):", "",
                   "| photo | float model | " + fmt + " |", "|---|---|---|"]
