@@ -125,6 +125,22 @@ def staging_folder(target: Path, kind: str, what: str) -> Path:
     return stage
 
 
+@contextmanager
+def staged(target: Path, kind: str, what: str) -> Iterator[Path]:
+    """Build `target` in a `staging_folder`, `publish`ed when the block ends, removed if it raises.
+
+    Raises:
+        EdgetlError: if the staging folder cannot be created or published.
+    """
+    stage = staging_folder(target, kind, what)
+    try:
+        yield stage
+        publish(stage, target)
+    except BaseException:
+        remove_marked(stage)
+        raise
+
+
 def publish(stage: Path, target: Path) -> None:
     """Swap the finished `stage` in under the name `target`; the old `target` goes last.
 

@@ -27,9 +27,7 @@ from edgetl.safety import (
     check_replaceable,
     disk_errors,
     manifest,
-    publish,
-    remove_marked,
-    staging_folder,
+    staged,
     temporary_folder,
 )
 from edgetl.spec import ModelMetadata, write_text_atomic
@@ -73,8 +71,7 @@ def build_export(
         )
     calib_set = calib_fn() if any(FORMATS[f].calibrated for f in formats) else None
     calib_pixels = calib_set.as_float() if calib_set is not None else None
-    stage = staging_folder(out_dir, "export", "the output folder")
-    try:
+    with staged(out_dir, "export", "the output folder") as stage:
         with disk_errors(f"the export {shown_as or out_dir}"):
             with temporary_folder("edgetl-export-") as tmp:
                 source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation)
@@ -98,10 +95,6 @@ def build_export(
             report = relocated(report, stage, shown_as or out_dir)
             document = {**report.to_dict(), "manifest": manifest(stage, source_model)}
             write_text_atomic(stage / "export.json", json.dumps(document, indent=2, allow_nan=False))
-            publish(stage, out_dir)
-    except BaseException:
-        remove_marked(stage)
-        raise
     return report
 
 

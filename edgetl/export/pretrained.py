@@ -27,7 +27,7 @@ from edgetl.export import (
 from edgetl.export.edgetpu import require_compiler
 from edgetl.export.pipeline import GOLDEN_IMAGES, build_export
 from edgetl.rundir import write_run
-from edgetl.safety import check_replaceable, publish, remove_marked, staging_folder
+from edgetl.safety import check_replaceable, staged
 from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, read_labels
 
 
@@ -153,8 +153,7 @@ def export_pretrained(
         )
 
     golden = _first_images(Path(options.calibration_dir), GOLDEN_IMAGES) if options.calibration_dir else []
-    stage = staging_folder(out_dir, "pretrained", "the output folder")
-    try:
+    with staged(out_dir, "pretrained", "the output folder") as stage:
         _write_pretrained_run(stage, model, meta)
         report = build_export(
             model,
@@ -166,10 +165,6 @@ def export_pretrained(
             source_model=stage / "model.keras",
             shown_as=options.output_dir or out_dir / "export",
         )
-        publish(stage, out_dir)
-    except BaseException:
-        remove_marked(stage)
-        raise
     return report
 
 
