@@ -18,7 +18,7 @@ from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier
 from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier
 from edgetl.runtime.image import load_pixels
-from edgetl.runtime.pipeline import decode_ahead
+from edgetl.runtime.pipeline import decode_ahead, interpreter_lanes, map_ahead
 from edgetl.spec import ModelMetadata, PreprocessingSpec
 
 MEAN, STD = (123.7, 116.3, 103.5), (58.4, 57.1, 57.4)
@@ -97,6 +97,41 @@ def test_classify_on_threads_matches_one_by_one_and_leaves_warning_filters_alone
     together = clf.classify(images, top_k=2)
     assert together == [clf.classify([image], top_k=2)[0] for image in images]
     assert warnings.filters == filters
+
+
+def test_no_two_threads_hold_one_lane_and_results_keep_their_order() -> None:
+    lanes = [threading.Lock() for _ in range(3)]
+    used: set[int] = set()
+
+    def work(lane: threading.Lock, item: int) -> int:
+        assert lane.acquire(blocking=False), "a lane was handed to two threads at once"
+        try:
+            used.add(id(lane))
+            sum(range(20_000))  # some work, so that threads overlap
+            return item * item
+        finally:
+            lane.release()
+
+    assert list(map_ahead(work, range(200), lanes)) == [i * i for i in range(200)]
+    assert len(used) > 1
+
+
+def test_tflite_photos_run_on_one_interpreter_per_core_with_the_scores_of_one_at_a_time(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    model = tmp_path / "coral.tflite"
+    shutil.copy(shared_path("coral", "mobilenet_v1_0.25_128_quant.tflite"), model)
+    labels = tuple(f"class {i}" for i in range(1001))
+    spec = PreprocessingSpec(image_size=(128, 128), mean=(127.5,) * 3, std=(127.5,) * 3)
+    model.with_suffix(".json").write_text(ModelMetadata(labels=labels, preprocessing=spec).to_json())
+    clf = Classifier.from_file(model, threads=1)
+    one_by_one = [clf.classify([photo], top_k=3)[0] for photo in photos]
+    assert clf.classify(photos, top_k=3) == one_by_one
+    assert len(clf._twins) == interpreter_lanes(1) - 1  # the cores' other interpreters, kept for the next call
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("hello")
+    with pytest.raises(EdgetlError, match="Not a readable image"):
+        clf.classify([*photos, bad])
 
 
 def test_bench_times_photos_end_to_end(photos: list[Path], tmp_path: Path) -> None:

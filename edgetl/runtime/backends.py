@@ -68,6 +68,9 @@ class Backend(Protocol):
     input: TensorInfo
     output: TensorInfo
     dynamic_batch: bool
+    replicable: bool
+    """Whether copies on the same file may run side by side to fill the cores (CPU TFLite: one
+    invoke keeps to its threads; ONNX Runtime spreads a run itself; a device is one)."""
     metadata_props: dict[str, str]
     """Key/value metadata the interpreter reports (ONNX `metadata_props`; empty for TFLite)."""
 
@@ -176,6 +179,7 @@ class TfliteBackend:
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
         self._path = path
         self.dynamic_batch = False
+        self.replicable = delegate is None
         self.metadata_props: dict[str, str] = {}
 
     def prepare(self) -> None:
@@ -287,6 +291,7 @@ class OnnxBackend:
     """An onnxruntime CPU session with one image input and one score output."""
 
     name = "onnxruntime"
+    replicable = False
 
     def __init__(self, path: Path, threads: int | None) -> None:
         try:

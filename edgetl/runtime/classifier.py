@@ -22,7 +22,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import EDGETPU_INSTALL, Backend, TensorInfo, open_backend
 from edgetl.runtime.image import image_to_pixels, load_image
 from edgetl.runtime.metadata import FileInfo, read_onnx_info, read_tflite_info
-from edgetl.runtime.pipeline import decode_ahead
+from edgetl.runtime.pipeline import decode_ahead, interpreter_lanes, map_ahead
 from edgetl.runtime.tflite_reader import EDGETPU_CUSTOM_OP, TFLITE_IDENTIFIER
 from edgetl.spec import ModelMetadata, PreprocessingSpec, check_regular_file, printable, read_labels
 
@@ -101,6 +101,7 @@ class Classifier:
         self.input_info = dataclasses.replace(backend.input, layout=spec.layout)
         self.output_info = dataclasses.replace(backend.output, layout="NC")
         self._plan = _input_plan(spec, self.input_info)
+        self._twins: list[Classifier] = []
 
     @classmethod
     def from_file(
@@ -211,7 +212,10 @@ class Classifier:
             top_k: How many classes to return per photo (fewer if the model has fewer).
                 Defaults to `3`.
 
-        Photos are decoded on worker threads while the interpreter runs (`decode_ahead`).
+        Several photos keep every core busy: each core decodes and runs photos on its own copy of
+        a CPU TFLite interpreter (`map_ahead`), or decode threads feed the one interpreter
+        (ONNX Runtime, which spreads a run over the cores itself; the Edge TPU). The scores are
+        those of one photo at a time.
 
         Returns:
             For each photo, its best `top_k` predictions, best first; equal scores rank the lower
@@ -222,9 +226,29 @@ class Classifier:
         """
         if top_k < 1:
             raise EdgetlError(f"top_k must be at least 1. Received: top_k={top_k}")
-        return [
-            self.top_k(self.run_pixels(pixels[None])[0], top_k) for pixels in decode_ahead(self.load_pixels, images)
-        ]
+        if self._backend.replicable:
+            scores = map_ahead(Classifier._score_photo, images, self._lanes(len(images)))
+        else:
+            scores = (self.run_pixels(pixels[None])[0] for pixels in decode_ahead(self.load_pixels, images))
+        return [self.top_k(photo_scores, top_k) for photo_scores in scores]
+
+    def _score_photo(self, image: str | Path | Image.Image) -> np.ndarray:
+        return self.run_pixels(self.load_pixels(image)[None])[0]
+
+    def _lanes(self, photos: int) -> list[Classifier]:
+        """This classifier and twins on their own interpreters, one per core's worth of threads.
+
+        The twins are opened on first need and kept for the next call.
+        """
+        wanted = max(1, min(photos, interpreter_lanes(self.threads)))
+        while len(self._twins) < wanted - 1:
+            backend = open_backend(self.path, threads=self.threads, delegate=None)
+            backend.prepare()
+            self._twins.append(
+                Classifier(self.path, backend, labels=self.labels, spec=self.spec, metadata=self.metadata,
+                           threads=self.threads)
+            )
+        return [self, *self._twins[: wanted - 1]]
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         """The `k` best classes of one score vector (C,), ties broken by the lower index."""
