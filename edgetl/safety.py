@@ -239,11 +239,35 @@ def manifest(folder: Path, source_model: Path) -> dict[str, Any]:
     }
 
 
-def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) -> None:
+def _recorded_manifest(export_dir: Path) -> dict[str, Any] | None:
+    """The manifest in `export_dir/export.json`, or None when there is none.
+
+    Raises:
+        EdgetlError: if export.json exists but cannot be read.
+    """
+    path = Path(export_dir) / "export.json"
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("manifest") if path.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise EdgetlError(f"export.json cannot be read ({e}). Received: {path}") from e
+    return recorded if isinstance(recorded, dict) else None
+
+
+def vouched_for(export_dir: Path, item: Path) -> bool:
+    """Whether the export manifest lists `item` (a file in `export_dir`) with its current SHA-256."""
+    recorded = _recorded_manifest(export_dir)
+    files = (recorded or {}).get("files") or {}
+    return Path(item).is_file() and files.get(Path(item).name) == file_sha256(item)
+
+
+def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) -> bool:
     """Refuse artefacts that the export folder's manifest does not vouch for.
 
     An export folder without a manifest (made by an older edgetl, or by hand) is checked on the
     artefacts' own metadata only, with a warning.
+
+    Returns:
+        True when a manifest vouched for `source_model` and every artefact; False when there is none.
 
     Raises:
         EdgetlError: if the export came from another model file, or an artefact (or its sidecar)
@@ -251,15 +275,11 @@ def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) 
     """
     import warnings
 
-    path = Path(export_dir) / "export.json"
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("manifest") if path.is_file() else None
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
-        raise EdgetlError(f"export.json cannot be read ({e}). Received: {path}") from e
-    if not isinstance(recorded, dict):
+    recorded = _recorded_manifest(export_dir)
+    if recorded is None:
         warnings.warn(f"{export_dir} has no export manifest (an export by an older edgetl, or made by hand): "
                       "cannot prove its artefacts come from this model.keras; re-export to record one.", stacklevel=3)
-        return
+        return False
     source = recorded.get("source_model") or {}
     if source.get("sha256") != file_sha256(source_model):
         raise EdgetlError(f"The artefacts in {export_dir} were exported from another {Path(source_model).name} "
@@ -272,6 +292,7 @@ def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) 
             if files.get(item.name) != file_sha256(item):
                 raise EdgetlError(f"{item.name} is not the file this export wrote (its SHA-256 is not the one in "
                                   f"export.json): a mixed or altered export folder; re-export. Received: {item}")
+    return True
 
 
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM})

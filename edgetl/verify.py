@@ -14,9 +14,8 @@ Writes `verify.json`, `verify.md` and `parity.png` into `RUN_DIR/export/`.
 from __future__ import annotations
 
 import json
-import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from edgetl import sample_gate
+from edgetl import float_reference, sample_gate
 from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
+from edgetl.float_reference import BATCH, keras_latency, latency
 from edgetl.reports import render_markdown, sample_note, write_reports
-from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.runtime.pipeline import decode_ahead, decode_workers
-from edgetl.safety import check_manifest, check_number, disk_errors
+from edgetl.runtime.image import is_image_file
+from edgetl.runtime.pipeline import decode_workers
+from edgetl.safety import check_manifest, check_number, disk_errors, vouched_for
 
 make_callable(__name__)  # `edgetl.verify(...)` runs `verify()` below
-
-BATCH = 32
-LATENCY_RUNS = 20
-
 
 @dataclass(frozen=True)
 class ParityResult:
@@ -193,12 +189,15 @@ def verify(
     export_dir = run_dir / "export"
     check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
-    loading = _in_background(load_run, run_dir)  # TensorFlow and the model load while photos decode
+    recorded = export_dir / float_reference.FILE
+    # Without the float model's recorded scores, TensorFlow and the model load while photos decode.
+    loading = None if recorded.is_file() else _in_background(load_run, run_dir)
     try:
         artefacts = find_artefacts(export_dir)
-        check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
+        vouched = check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
     except EdgetlError:
-        loading.result()  # a model that cannot load is the run's real problem: its error comes first
+        if loading is not None:
+            loading.result()  # a model that cannot load is the run's real problem: its error comes first
         raise
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
@@ -221,10 +220,18 @@ def verify(
             "atol": parity.atol,
         }
         jobs.append((fmt, path, threshold))
-    ref_probs, runs = _run_side_by_side(loading, pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size,
-                                        threads)
-    model = loading.result()[0]
-    reference = _reference_figures(ref_probs, truth, meta.labels, model, pixels)
+    # Recorded scores count only where the manifest vouches for them and for model.keras; else the model runs.
+    usable = loading is None and vouched and vouched_for(export_dir, recorded)
+    cached = float_reference.lookup(export_dir, paths) if usable else None
+    if cached is None:
+        loading = loading or _in_background(load_run, run_dir)
+    ref_probs, runs = _run_side_by_side(
+        (lambda: cached[0]) if cached else (lambda: float_reference.predict(loading.result()[0], pixels)),
+        pixels, [path for _, path, _ in jobs], meta.preprocessing.image_size, threads,
+    )
+    latency_ms = cached[1] if cached else keras_latency(loading.result()[0], pixels)
+    reference = {**_reference_figures(ref_probs, truth, meta.labels, latency_ms),
+                 "scores_from": "model.keras" if cached is None else f"export/{float_reference.FILE}"}
     results, outputs = [], {}
     for (fmt, path, threshold), run in zip(jobs, runs):
         result, probs = _compare(fmt, path, run, pixels, truth, ref_probs, reference, meta, threshold)
@@ -317,25 +324,12 @@ def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None
 
 
 def _decode(paths: list[Path], truth: np.ndarray | None, spec: Any) -> tuple[np.ndarray, list[Path], np.ndarray | None]:
-    pixels, kept, bad = [], [], []
-    for i, decoded in enumerate(decode_ahead(lambda path: _pixels_or_error(path, spec), paths)):
-        if isinstance(decoded, EdgetlError):
-            bad.append(f"{paths[i].name} ({decoded})")
-        else:
-            pixels.append(decoded)
-            kept.append(i)
+    pixels, kept, bad = float_reference.decode(paths, spec)
     if bad:
         warnings.warn(f"Skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}", stacklevel=3)
-    if not pixels:
+    if pixels is None:
         raise EdgetlError("None of the test images could be decoded.")
-    return np.stack(pixels), [paths[i] for i in kept], (truth[kept] if truth is not None else None)
-
-
-def _pixels_or_error(path: Path, spec: Any) -> np.ndarray | EdgetlError:
-    try:
-        return load_pixels(path, spec)
-    except EdgetlError as e:
-        return e
+    return pixels, [paths[i] for i in kept], (truth[kept] if truth is not None else None)
 
 
 @dataclass(frozen=True)
@@ -354,18 +348,18 @@ def _in_background(fn: Any, *args: Any) -> Future:
     return future
 
 
-def _run_side_by_side(loading: Future, pixels: np.ndarray, artefacts: Sequence[Path], image_size: tuple[int, int],
-                      threads: int | None) -> tuple[np.ndarray, list[_ArtefactRun]]:
-    """The float model's outputs and every artefact's, computed at once.
+def _run_side_by_side(reference_scores: Callable[[], np.ndarray], pixels: np.ndarray, artefacts: Sequence[Path],
+                      image_size: tuple[int, int], threads: int | None) -> tuple[np.ndarray, list[_ArtefactRun]]:
+    """The float model's outputs (`reference_scores()`) and every artefact's, computed at once.
 
-    The artefacts run on a few threads while this one waits for the Keras model (`loading`,
-    a future of `load_run`) and runs it. Keras and the interpreters release the GIL while they
-    compute, so this keeps every core busy; each model still sees exactly the same pixels as
-    when run alone, and gives the same outputs.
+    The artefacts run on a few threads while this one computes the float model's scores (for
+    which it may first wait for the Keras model to load). Keras and the interpreters release
+    the GIL while they compute, so this keeps every core busy; each model still sees exactly the
+    same pixels as when run alone, and gives the same outputs.
     """
     with ThreadPoolExecutor(max_workers=decode_workers(), thread_name_prefix="edgetl-verify") as pool:
         runs = [pool.submit(_run_artefact, path, pixels, image_size, threads) for path in artefacts]
-        reference = _predict_keras(loading.result()[0], pixels)
+        reference = reference_scores()
         return reference, [run.result() for run in runs]
 
 
@@ -383,33 +377,14 @@ def _run_artefact(path: Path, pixels: np.ndarray, image_size: tuple[int, int], t
     )
 
 
-def _predict_keras(model: Any, pixels: np.ndarray) -> np.ndarray:
-    out = [
-        np.asarray(model.predict_on_batch(pixels[i : i + BATCH].astype(np.float32)))
-        for i in range(0, len(pixels), BATCH)
-    ]
-    return np.concatenate(out).astype(np.float32)
-
-
-def _latency(fn: Any, one: np.ndarray, runs: int = LATENCY_RUNS) -> tuple[float, float]:
-    for _ in range(2):
-        fn(one)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn(one)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
-
-
 def _per_class(pred: np.ndarray, truth: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
     return {label: float((pred[truth == i] == i).mean()) for i, label in enumerate(labels) if (truth == i).any()}
 
 
-def _reference_figures(probs: np.ndarray, truth: np.ndarray | None, labels: Sequence[str], model: Any,
-                       pixels: np.ndarray) -> dict[str, Any]:
+def _reference_figures(probs: np.ndarray, truth: np.ndarray | None, labels: Sequence[str],
+                       latency_ms: tuple[float, float]) -> dict[str, Any]:
     pred = probs.argmax(1)
-    p50, p95 = _latency(lambda x: model.predict_on_batch(x), pixels[:1].astype(np.float32), runs=10)
+    p50, p95 = latency_ms
     return {
         "name": "model.keras", "format": "keras",
         "accuracy": float((pred == truth)[truth >= 0].mean()) if truth is not None else None,
@@ -451,7 +426,7 @@ def _compare(fmt: str, path: Path, run: _ArtefactRun, pixels: np.ndarray, truth:
     failures += gate_failures
     if threshold["atol"] is not None and not max_diff <= threshold["atol"]:
         failures.append(f"max |Δprob| {max_diff:.3g} > atol {threshold['atol']:.3g}")
-    p50, p95 = _latency(clf.run_pixels, pixels[:1])
+    p50, p95 = latency(clf.run_pixels, pixels[:1])
     return ParityResult(**base, shape_ok=True, top1_agreement=agreement, max_abs_diff=max_diff, mean_abs_diff=mean_diff,
                         accuracy=accuracy, accuracy_delta=delta, per_class_delta=per_class,
                         latency_ms_p50=p50, latency_ms_p95=p95, failures=tuple(failures), gate=gate), probs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _export_shared import Exported, copy_run, exported_run
+from PIL import Image
 from typer.testing import CliRunner
 
 from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS
+from edgetl.rundir import read_split
 from edgetl.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
 from edgetl.verify import VerifyReport, render_markdown, sample_note, verify
 
@@ -93,6 +96,57 @@ def test_bad_input_exits_2(exported: Exported, tmp_path: Path, tmp_path_factory:
     int8.write_bytes(int8.read_bytes()[: int8.stat().st_size // 3])
     result = runner.invoke(app, ["verify", str(broken)])
     assert result.exit_code == 2 and "model_tflite-int8.tflite" in result.stderr
+
+
+def test_verify_uses_the_float_scores_export_recorded_and_they_are_the_models(
+    exported: Exported, report: VerifyReport, tmp_path: Path
+) -> None:
+    export_dir = exported.run / "export"
+    assert "reference.json" in json.loads((export_dir / "export.json").read_text())["manifest"]["files"]
+    assert report.reference["scores_from"] == "export/reference.json"
+    # The same photos in another folder were not recorded: Keras runs, and agrees with the record.
+    for path, label in [*read_split(exported.run, "val"), *read_split(exported.run, "test")]:
+        (tmp_path / label).mkdir(exist_ok=True)
+        shutil.copy(path, tmp_path / label / Path(path).name)
+    computed = verify(exported.run, data=tmp_path, write=False)
+    assert computed.reference["scores_from"] == "model.keras"
+    assert computed.images == report.images and computed.reference["accuracy"] == report.reference["accuracy"]
+    for mine, theirs in zip(computed.results, report.results, strict=True):
+        assert mine.top1_agreement == theirs.top1_agreement
+        assert abs(mine.max_abs_diff - theirs.max_abs_diff) < 1e-5
+
+
+def test_altered_recorded_scores_are_ignored_and_the_model_runs(exported: Exported, report: VerifyReport) -> None:
+    recorded = exported.run / "export" / "reference.json"
+    original = recorded.read_bytes()
+    document = json.loads(original)
+    document["scores"] = [[1.0] + [0.0] * (len(row) - 1) for row in document["scores"]]  # every photo "red"
+    try:
+        recorded.write_text(json.dumps(document))
+        again = verify(exported.run, write=False)
+    finally:
+        recorded.write_bytes(original)
+    assert again.reference["scores_from"] == "model.keras"
+    assert again.reference["accuracy"] == report.reference["accuracy"] == 1.0
+    assert [r.top1_agreement for r in again.results] == [r.top1_agreement for r in report.results]
+
+
+def test_recorded_scores_are_found_by_path_and_content_only(tmp_path: Path) -> None:
+    from edgetl.float_reference import FILE, lookup
+
+    photos = []
+    for i, colour in enumerate(((200, 30, 30), (30, 180, 40))):
+        photos.append(tmp_path / f"photo{i}.png")
+        Image.new("RGB", (8, 8), colour).save(photos[-1])
+    (tmp_path / FILE).write_text(json.dumps({
+        "photos": [{"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in photos],
+        "scores": [[0.9, 0.1], [0.2, 0.8]], "latency_ms_p50": 3.0, "latency_ms_p95": 4.0,
+    }))
+    scores, latency_ms = lookup(tmp_path, photos[::-1])
+    assert np.array_equal(scores, np.float32([[0.2, 0.8], [0.9, 0.1]])) and latency_ms == (3.0, 4.0)
+    assert lookup(tmp_path, [tmp_path / "elsewhere.png"]) is None
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(photos[1])  # same path, other photo
+    assert lookup(tmp_path, photos) is None
 
 
 def test_unlabelled_images_measure_agreement_only(exported: Exported) -> None:

@@ -259,7 +259,9 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     Raises:
         EdgetlError: if the run or the options are unusable (before any conversion starts).
     """
+    from edgetl.export.parallel import conversion_worker
     from edgetl.export.pipeline import GOLDEN_IMAGES, build_export
+    from edgetl.sample_gate import held_out_split
 
     run_dir = Path(run_dir)
     check_formats_options(options)
@@ -269,25 +271,29 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     out_dir = options.output_dir or run_dir / "export"
     if "edgetpu" in options.resolved_formats:
         require_compiler(artefact_path(out_dir, "tflite-int8"))
-    model, meta = load_run(run_dir)
-    spec = meta.preprocessing
+    # The conversion worker starts first: it imports TensorFlow and builds the SavedModel from
+    # model.keras while this process loads the model (see edgetl.export.parallel).
+    with conversion_worker(options.resolved_formats, run_dir / "model.keras", read_run_metadata(run_dir)) as worker:
+        model, meta = load_run(run_dir)
+        spec = meta.preprocessing
 
-    def calib() -> calibration.CalibrationSet:
-        if options.calibration_dir is not None:
-            ref = None
-            if train:  # the training photos' pixel statistics, to compare the folder with
-                sample = calibration.stratified_sample([(c, str(p)) for p, c in train], 64, options.seed)
-                ref = calibration.pixel_stats(calibration.decode([Path(p) for _, p in sample], spec))
-            return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
-                                        seed=options.seed, labels=meta.labels, reference=ref)
-        return calibration.from_split(train, meta.labels, spec, size=options.calibration_size, seed=options.seed,
-                                      source=f"training split of {run_dir.name}")
+        def calib() -> calibration.CalibrationSet:
+            if options.calibration_dir is not None:
+                ref = None
+                if train:  # the training photos' pixel statistics, to compare the folder with
+                    sample = calibration.stratified_sample([(c, str(p)) for p, c in train], 64, options.seed)
+                    ref = calibration.pixel_stats(calibration.decode([Path(p) for _, p in sample], spec))
+                return calibration.from_dir(options.calibration_dir, spec, size=options.calibration_size,
+                                            seed=options.seed, labels=meta.labels, reference=ref)
+            return calibration.from_split(train, meta.labels, spec, size=options.calibration_size, seed=options.seed,
+                                          source=f"training split of {run_dir.name}")
 
-    picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
-    golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
-    validation = _validation_pixels(run_dir, options, spec)
-    return build_export(model, meta, out_dir, options, calib, golden,
-                        source_model=run_dir / "model.keras", validation=validation)
+        picks = calibration.stratified_sample([(c, str(p)) for p, c in test or []], GOLDEN_IMAGES, options.seed)
+        golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
+        validation = _validation_pixels(run_dir, options, spec)
+        held_out = [path for path, _ in held_out_split(run_dir) or []]
+        return build_export(model, meta, out_dir, options, calib, golden, source_model=run_dir / "model.keras",
+                            validation=validation, worker=worker, held_out=held_out)
 
 
 def _validation_pixels(run_dir: Path, options: ExportOptions, spec: PreprocessingSpec) -> Any:

@@ -2,10 +2,12 @@
 
 Each TFLite conversion is single-threaded and takes seconds (int8 calibration the longest), so a
 second process that converts from the same SavedModel halves the wall time on a 2-core machine.
-The worker needs no Keras model: it gets the SavedModel folder and the calibration tensor as
-files, both made once here and shared by every format. The ONNX formats, which trace the Keras
-model, stay in this process. Each exporter runs exactly as it would alone, so the artefacts are
-the same.
+The worker needs no Keras model of this process: it gets the SavedModel folder and the
+calibration tensor as files, both made once and shared by every format. For a run, the worker
+starts before this process loads model.keras and builds the SavedModel from that file itself,
+so TensorFlow's import and the SavedModel (about 20 s together on a small CPU) overlap this
+process's own model load and its ONNX conversions, which trace the Keras model. Each exporter
+runs exactly as it would alone, so the artefacts are the same.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgetl.errors import EdgetlError
 from edgetl.export.common import ExportSource
+from edgetl.safety import temporary_folder
+from edgetl.spec import ModelMetadata
 
 if TYPE_CHECKING:
     from edgetl.export import ExportOptions, ExportResult
@@ -33,36 +40,107 @@ SAVED_MODEL_FORMATS = frozenset({"tflite-fp32", "tflite-dynamic", "tflite-fp16",
 COST = {"tflite-int8": 3.0, "onnx-int8": 2.0, "edgetpu": 3.0}
 """Relative conversion time measured on MobileNetV2-224 (the others are about 1)."""
 WORKER_START_COST = 0.5
-"""Starting the worker (importing TensorFlow) costs about half of one conversion."""
+"""What the worker spends before its first conversion, beyond what overlaps this process's model
+load: about half of one conversion."""
+
+
+class ConversionWorker:
+    """The worker process and what it converts: `formats`, and the SavedModel when `saved_model` is set.
+
+    Start it with `conversion_worker`; `formats` is empty (and there is no process) when a second
+    process would not pay off.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor | None, formats: list[str], saved_model: Future[Path] | None,
+                 pid: Future[int] | None) -> None:
+        self.pool, self.formats, self.saved_model, self._pid = pool, formats, saved_model, pid
+
+    def kill(self) -> None:
+        """Stop the worker now (the export failed before converting: its work is moot)."""
+        try:
+            os.kill(self._pid.result(timeout=30), signal.SIGKILL)  # its first task: known within a second
+        except (Exception, ProcessLookupError):  # never started, already gone
+            pass
+
+
+@contextmanager
+def conversion_worker(formats: Sequence[str], model_file: Path | None = None,
+                      metadata: ModelMetadata | None = None) -> Iterator[ConversionWorker]:
+    """Start the worker process for `formats`, if one pays off; it is stopped on leaving.
+
+    Args:
+        formats: Every format the export makes.
+        model_file: A model.keras the worker builds the shared SavedModel from, right away,
+            while this process is still loading it. Defaults to `None` (this process builds
+            the SavedModel and hands it over).
+        metadata: The model's metadata (its input size); needed with `model_file`.
+    """
+    remote = _worker_share(formats) if (os.cpu_count() or 1) >= 2 else []
+    if not remote:
+        yield ConversionWorker(None, [], None, None)
+        return
+    with temporary_folder("edgetl-export-") as folder:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with_parent)
+        worker = ConversionWorker(pool, remote, None, pool.submit(os.getpid))
+        try:
+            if model_file is not None and metadata is not None:
+                worker.saved_model = pool.submit(_saved_model_from_file, model_file, metadata, folder)
+            yield worker
+        except BaseException:
+            worker.kill()  # before its folder goes
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[str], out_dir: Path,
-                calib: np.ndarray | None) -> list[ExportResult]:
-    """Export every format in `formats`, in parallel where that helps; results in `formats` order."""
+                calib: np.ndarray | None, worker: ConversionWorker,
+                meanwhile: Callable[[], object] | None = None) -> list[ExportResult]:
+    """Export every format in `formats`, the worker's share in the worker; results in `formats` order.
+
+    `meanwhile` is further work for this process, done after its own formats while the worker
+    finishes its share.
+    """
     from edgetl.export import FORMATS, artefact_path
     from edgetl.export.pipeline import timed
 
     def here(fmt: str) -> ExportResult:
+        if fmt in SAVED_MODEL_FORMATS and saved is not None:
+            source._saved_model.setdefault(0, saved)
         return timed(fmt, lambda: FORMATS[fmt].fn(source, options, artefact_path(out_dir, fmt), calib))
 
-    remote = _worker_share(formats) if (os.cpu_count() or 1) >= 2 else []
-    if not remote or _shared_saved_model(source) is None:
-        return [here(fmt) for fmt in formats]
+    def alone() -> list[ExportResult]:
+        results = [here(fmt) for fmt in formats]
+        if meanwhile is not None:
+            meanwhile()
+        return results
+
+    saved = None
+    if not worker.formats or worker.pool is None:
+        return alone()
+    if worker.saved_model is None:
+        saved = _shared_saved_model(source)
+        if saved is None:
+            return alone()
     calib_file = None
     if calib is not None:
         calib_file = source.workdir / "calibration.npy"
         np.save(calib_file, calib)
-    worker = ExportSource(model=None, metadata=source.metadata, workdir=source.workdir)
-    worker._saved_model[0] = source.saved_model()
-    logger.info("%s: converting in a worker process", ", ".join(remote))
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_die_with_parent) as pool:
-        futures: dict[str, Future[ExportResult]] = {
-            fmt: pool.submit(_convert_in_worker, worker, options, fmt, artefact_path(out_dir, fmt), calib_file)
-            for fmt in remote
-        }
-        local = {fmt: here(fmt) for fmt in formats if fmt not in futures}
-        return [_collect(fmt, futures[fmt]) if fmt in futures else local[fmt] for fmt in formats]
+    logger.info("%s: converting in a worker process", ", ".join(worker.formats))
+    futures: dict[str, Future[ExportResult]] = {
+        fmt: worker.pool.submit(_convert_in_worker, source.metadata, source.workdir, saved, options, fmt,
+                                artefact_path(out_dir, fmt), calib_file)
+        for fmt in worker.formats
+    }
+    local: dict[str, ExportResult] = {}
+    for fmt in sorted((f for f in formats if f not in futures), key=lambda f: f in SAVED_MODEL_FORMATS):
+        if fmt in SAVED_MODEL_FORMATS and saved is None and worker.saved_model is not None:
+            saved = _worker_saved_model(worker.saved_model)  # the ONNX formats ran while it was built
+        local[fmt] = here(fmt)
+    if meanwhile is not None:
+        meanwhile()
+    return [_collect(fmt, futures[fmt]) if fmt in futures else local[fmt] for fmt in formats]
 
 
 def _die_with_parent() -> None:
@@ -115,11 +193,47 @@ def _shared_saved_model(source: ExportSource) -> Path | None:
         return None
 
 
-def _convert_in_worker(source: ExportSource, options: ExportOptions, fmt: str, out: Path,
-                       calib_file: Path | None) -> Any:
-    """One format in the worker process, timed and with failures caught as in the main one."""
+def _worker_saved_model(future: Future[Path]) -> Path | None:
+    """The worker's SavedModel; None when it could not be made (each format then makes and reports its own)."""
+    try:
+        return future.result()
+    except Exception:
+        return None
+
+
+_BUILT: dict[str, Any] = {}
+"""In the worker: the SavedModel it built from model.keras ("path"), or why it could not ("error")."""
+
+
+def _saved_model_from_file(model_file: Path, metadata: ModelMetadata, folder: Path) -> Path:
+    """In the worker: load model.keras (safe mode on) and write its SavedModel under `folder`."""
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_file, safe_mode=True)
+        _BUILT["path"] = ExportSource(model=model, metadata=metadata, workdir=folder).saved_model()
+    except Exception as e:
+        _BUILT["error"] = e
+        raise
+    return _BUILT["path"]
+
+
+def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path | None, options: ExportOptions,
+                       fmt: str, out: Path, calib_file: Path | None) -> Any:
+    """One format in the worker process, timed and with failures caught as in the main one.
+
+    `saved_model` is None when the worker built it itself: its first task, done by now (the
+    worker runs its tasks in order); a failure to build it is this format's failure.
+    """
     from edgetl.export import FORMATS
     from edgetl.export.pipeline import timed
 
-    calib = np.load(calib_file, mmap_mode="r") if calib_file is not None else None
-    return timed(fmt, lambda: FORMATS[fmt].fn(source, options, out, calib))
+    def convert() -> Path:
+        if saved_model is None and "path" not in _BUILT:
+            raise _BUILT.get("error") or EdgetlError("The worker process has no SavedModel to convert from.")
+        source = ExportSource(model=None, metadata=metadata, workdir=workdir)
+        source._saved_model[0] = saved_model or _BUILT["path"]
+        calib = np.load(calib_file, mmap_mode="r") if calib_file is not None else None
+        return FORMATS[fmt].fn(source, options, out, calib)
+
+    return timed(fmt, convert)

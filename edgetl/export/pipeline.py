@@ -15,13 +15,15 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from edgetl import float_reference
 from edgetl.errors import EdgetlError
 from edgetl.export import FORMATS, ExportOptions, ExportReport, ExportResult, calibration
 from edgetl.export.common import ExportSource, sidecar_path
-from edgetl.export.parallel import convert_all
+from edgetl.export.parallel import ConversionWorker, conversion_worker, convert_all
 from edgetl.safety import (
     check_apart,
     check_replaceable,
@@ -50,13 +52,17 @@ def build_export(
     source_model: Path,
     shown_as: Path | None = None,
     validation: Any = None,
+    worker: ConversionWorker | None = None,
+    held_out: Sequence[Path] = (),
 ) -> ExportReport:
     """Build the export in a staging folder beside `out_dir`, then swap it in whole.
 
     A killed export leaves the previous export untouched (and a marked staging folder that the
     next export removes); `export.json` lists the SHA-256 of every file and of `source_model`.
     The report names `shown_as` (where `out_dir` will finally be) when given. `validation` holds
-    the validation photos `--quantization auto` ranks recipes on.
+    the validation photos `--quantization auto` ranks recipes on. `worker` is a conversion worker
+    already started (`conversion_worker`); without one, a worker is started here if it pays off.
+    The float model's scores on the `held_out` photos are recorded for verify (`edgetl.float_reference`).
     """
     start = time.perf_counter()
     formats = options.resolved_formats
@@ -75,7 +81,12 @@ def build_export(
         with disk_errors(f"the export {shown_as or out_dir}"):
             with temporary_folder("edgetl-export-") as tmp:
                 source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation)
-                results = convert_all(source, options, formats, stage, calib_pixels)
+                with nullcontext(worker) if worker is not None else conversion_worker(formats) as running:
+                    results = convert_all(
+                        source, options, formats, stage, calib_pixels, running,
+                        meanwhile=lambda: float_reference.record(stage, model, held_out, meta.preprocessing,
+                                                                 len(meta.labels)),
+                    )
             preflight = _preflight(stage, results)
             golden, golden_error = None, None
             runnable = [r.path for r in results if r.path is not None and FORMATS[r.format].runnable]

@@ -186,7 +186,7 @@ def test_verify_refuses_artefacts_the_manifest_does_not_vouch_for(trained: tuple
     assert runner.invoke(app, ["export", str(run), "--formats", "tflite-fp32,tflite-fp16", "--no-golden"]).exit_code == 0
     manifest = json.loads((run / "export" / "export.json").read_text())["manifest"]
     assert set(manifest["files"]) == {"model_tflite-fp32.tflite", "model_tflite-fp32.json", "model_tflite-fp16.tflite",
-                                      "model_tflite-fp16.json"}
+                                      "model_tflite-fp16.json", "reference.json"}
     fp32 = run / "export" / "model_tflite-fp32.tflite"
     original = fp32.read_bytes()
     shutil.copy(run / "export" / "model_tflite-fp16.tflite", fp32)  # a mixed folder
