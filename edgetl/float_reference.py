@@ -36,11 +36,18 @@ MAX_SCORES = 2_000_000
 
 
 def predict(model: Any, pixels: np.ndarray) -> np.ndarray:
-    """The Keras model's scores (N, C) for uint8 pixels (N, H, W, 3), in batches of `BATCH`."""
-    out = [
-        np.asarray(model.predict_on_batch(pixels[i : i + BATCH].astype(np.float32)))
-        for i in range(0, len(pixels), BATCH)
-    ]
+    """The Keras model's scores (N, C) for uint8 pixels (N, H, W, 3), in batches of `BATCH`.
+
+    A short last batch is padded with black photos (their scores dropped): one batch shape is
+    one graph trace, where a second shape cost another second or two.
+    """
+    out = []
+    for i in range(0, len(pixels), BATCH):
+        batch = pixels[i : i + BATCH].astype(np.float32)
+        padded = np.zeros((BATCH, *batch.shape[1:]), np.float32) if len(batch) < BATCH <= len(pixels) else None
+        if padded is not None:
+            padded[: len(batch)] = batch
+        out.append(np.asarray(model.predict_on_batch(batch if padded is None else padded))[: len(batch)])
     return np.concatenate(out).astype(np.float32)
 
 

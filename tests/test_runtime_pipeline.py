@@ -4,6 +4,7 @@ photos decoded on worker threads while the interpreter runs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import warnings
@@ -128,6 +129,8 @@ def test_tflite_photos_run_on_one_interpreter_per_core_with_the_scores_of_one_at
     one_by_one = [clf.classify([photo], top_k=3)[0] for photo in photos]
     assert clf.classify(photos, top_k=3) == one_by_one
     assert len(clf._twins) == interpreter_lanes(1) - 1  # the cores' other interpreters, kept for the next call
+    every_core = Classifier.from_file(model, threads=os.cpu_count())  # one lane: decode threads feed it
+    assert every_core.classify(photos, top_k=3) == one_by_one and not every_core._twins
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("hello")
     with pytest.raises(EdgetlError, match="Not a readable image"):

@@ -214,8 +214,8 @@ class Classifier:
 
         Several photos keep every core busy: each core decodes and runs photos on its own copy of
         a CPU TFLite interpreter (`map_ahead`), or decode threads feed the one interpreter
-        (ONNX Runtime, which spreads a run over the cores itself; the Edge TPU). The scores are
-        those of one photo at a time.
+        (ONNX Runtime, which spreads a run over the cores itself; the Edge TPU; `threads` that
+        fill the cores). The scores are those of one photo at a time.
 
         Returns:
             For each photo, its best `top_k` predictions, best first; equal scores rank the lower
@@ -226,9 +226,10 @@ class Classifier:
         """
         if top_k < 1:
             raise EdgetlError(f"top_k must be at least 1. Received: top_k={top_k}")
-        if self._backend.replicable:
-            scores = map_ahead(Classifier._score_photo, images, self._lanes(len(images)))
-        else:
+        lanes = self._lanes(len(images)) if self._backend.replicable else [self]
+        if len(lanes) > 1:
+            scores = map_ahead(Classifier._score_photo, images, lanes)
+        else:  # one interpreter (already using every core, or the only one): decode threads feed it
             scores = (self.run_pixels(pixels[None])[0] for pixels in decode_ahead(self.load_pixels, images))
         return [self.top_k(photo_scores, top_k) for photo_scores in scores]
 

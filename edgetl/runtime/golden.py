@@ -29,6 +29,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import interpreter_version
 from edgetl.runtime.classifier import Classifier
 from edgetl.runtime.image import load_image, load_pixels
+from edgetl.runtime.pipeline import decode_workers, map_ahead
 from edgetl.spec import PreprocessingSpec, write_text_atomic
 
 GOLDEN_VERSION = 1
@@ -151,7 +152,8 @@ def write_golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path
             "Golden vectors need at least one artefact and one image. "
             f"Received: {len(artefacts)} artefacts, {len(images)} images"
         )
-    classifiers = [Classifier.from_file(path) for path in artefacts]
+    cores = range(decode_workers())  # opening and running the artefacts side by side
+    classifiers = list(map_ahead(lambda _, path: Classifier.from_file(path), artefacts, cores))
     first = classifiers[0]
     for clf in classifiers[1:]:
         if clf.labels != first.labels or clf.spec != first.spec:
@@ -172,7 +174,11 @@ def write_golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path
             {"file": f.name, "pixels_sha256": _sha256(p), "pixels_shape": list(p.shape)}
             for f, p in zip(files, pixels, strict=True)
         ],
-        "artefacts": {clf.path.name: _artefact_entry(clf, files, pixels, top_k) for clf in classifiers},
+        "artefacts": dict(zip(
+            (clf.path.name for clf in classifiers),
+            map_ahead(lambda _, clf: _artefact_entry(clf, files, pixels, top_k), classifiers, cores),
+            strict=True,
+        )),
     }
     path = out_dir / GOLDEN_FILE
     write_text_atomic(path, json.dumps(document, indent=1, ensure_ascii=False))
