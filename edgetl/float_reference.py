@@ -33,6 +33,9 @@ LATENCY_RUNS = 20
 KERAS_LATENCY_RUNS = 10
 MAX_SCORES = 2_000_000
 """More photos x classes than this are not recorded (the file would pass 40 MB): verify runs the model."""
+MAX_PIXEL_BYTES = 512 * 2**20
+"""Nor more photos than this many bytes of decoded pixels (3,500 photos at 224 x 224): export
+does not take verify's memory for a large held-out set."""
 
 
 def predict(model: Any, pixels: np.ndarray) -> np.ndarray:
@@ -81,7 +84,8 @@ def decode(paths: Sequence[Path], spec: PreprocessingSpec) -> tuple[np.ndarray |
 
 def record(folder: Path, model: Any, photos: Sequence[Path], spec: PreprocessingSpec, num_classes: int) -> Path | None:
     """Write `folder/reference.json` with the model's scores on `photos`; None when there is nothing to record."""
-    if not photos or len(photos) * num_classes > MAX_SCORES:
+    height, width = spec.image_size
+    if not photos or len(photos) * num_classes > MAX_SCORES or len(photos) * height * width * 3 > MAX_PIXEL_BYTES:
         return None
     pixels, kept, _ = decode(photos, spec)
     if pixels is None:
