@@ -260,14 +260,11 @@ def vouched_for(export_dir: Path, item: Path) -> bool:
     return Path(item).is_file() and files.get(Path(item).name) == file_sha256(item)
 
 
-def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) -> bool:
+def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) -> None:
     """Refuse artefacts that the export folder's manifest does not vouch for.
 
     An export folder without a manifest (made by an older edgetl, or by hand) is checked on the
     artefacts' own metadata only, with a warning.
-
-    Returns:
-        True when a manifest vouched for `source_model` and every artefact; False when there is none.
 
     Raises:
         EdgetlError: if the export came from another model file, or an artefact (or its sidecar)
@@ -279,7 +276,7 @@ def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) 
     if recorded is None:
         warnings.warn(f"{export_dir} has no export manifest (an export by an older edgetl, or made by hand): "
                       "cannot prove its artefacts come from this model.keras; re-export to record one.", stacklevel=3)
-        return False
+        return
     source = recorded.get("source_model") or {}
     if source.get("sha256") != file_sha256(source_model):
         raise EdgetlError(f"The artefacts in {export_dir} were exported from another {Path(source_model).name} "
@@ -292,7 +289,6 @@ def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) 
             if files.get(item.name) != file_sha256(item):
                 raise EdgetlError(f"{item.name} is not the file this export wrote (its SHA-256 is not the one in "
                                   f"export.json): a mixed or altered export folder; re-export. Received: {item}")
-    return True
 
 
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM})

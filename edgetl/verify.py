@@ -194,7 +194,7 @@ def verify(
     loading = None if recorded.is_file() else _in_background(load_run, run_dir)
     try:
         artefacts = find_artefacts(export_dir)
-        vouched = check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
+        check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
     except EdgetlError:
         if loading is not None:
             loading.result()  # a model that cannot load is the run's real problem: its error comes first
@@ -220,8 +220,9 @@ def verify(
             "atol": parity.atol,
         }
         jobs.append((fmt, path, threshold))
-    # Recorded scores count only where the manifest vouches for them and for model.keras; else the model runs.
-    usable = loading is None and vouched and vouched_for(export_dir, recorded)
+    # Recorded scores count only where the manifest vouches for them (check_manifest vouched for
+    # model.keras, or there is no manifest and so no vouching); else the model runs.
+    usable = loading is None and vouched_for(export_dir, recorded)
     cached = float_reference.lookup(export_dir, paths) if usable else None
     if cached is None:
         loading = loading or _in_background(load_run, run_dir)

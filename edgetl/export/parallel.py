@@ -59,7 +59,7 @@ class ConversionWorker:
         """Stop the worker now (the export failed before converting: its work is moot)."""
         try:
             os.kill(self._pid.result(timeout=30), signal.SIGKILL)  # its first task: known within a second
-        except (Exception, ProcessLookupError):  # never started, already gone
+        except Exception:  # never started (no pid), already gone (ProcessLookupError)
             pass
 
 
@@ -106,8 +106,6 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     from edgetl.export.pipeline import timed
 
     def here(fmt: str) -> ExportResult:
-        if fmt in SAVED_MODEL_FORMATS and saved is not None:
-            source._saved_model.setdefault(0, saved)
         return timed(fmt, lambda: FORMATS[fmt].fn(source, options, artefact_path(out_dir, fmt), calib))
 
     def alone() -> list[ExportResult]:
@@ -116,9 +114,9 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
             meanwhile()
         return results
 
-    saved = None
-    if not worker.formats or worker.pool is None:
+    if worker.pool is None:
         return alone()
+    saved = None  # None: the worker builds it (its first task)
     if worker.saved_model is None:
         saved = _shared_saved_model(source)
         if saved is None:
@@ -135,8 +133,10 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     }
     local: dict[str, ExportResult] = {}
     for fmt in sorted((f for f in formats if f not in futures), key=lambda f: f in SAVED_MODEL_FORMATS):
-        if fmt in SAVED_MODEL_FORMATS and saved is None and worker.saved_model is not None:
-            saved = _worker_saved_model(worker.saved_model)  # the ONNX formats ran while it was built
+        if fmt in SAVED_MODEL_FORMATS and 0 not in source._saved_model and worker.saved_model is not None:
+            built = _worker_saved_model(worker.saved_model)  # the ONNX formats ran while it was built
+            if built is not None:
+                source._saved_model[0] = built
         local[fmt] = here(fmt)
     if meanwhile is not None:
         meanwhile()
