@@ -23,7 +23,7 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.spec import PreprocessingSpec, check_labels
+from edgetl.spec import PreprocessingSpec, atomic_path, check_labels
 
 SPLIT_NAMES = ("train", "val", "test")
 PREDEFINED_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -331,10 +331,8 @@ def _save_cache(cache_file: Path, pixels: np.ndarray, labels: np.ndarray) -> Non
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for target, array in ((_labels_file(cache_file), labels), (cache_file, pixels)):
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-            with open(tmp, "wb") as handle:
+            with atomic_path(target) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, array)
-            tmp.replace(target)
     except OSError as e:
         warnings.warn(f"Could not write the decoded-image cache {cache_file}: {e.strerror}", stacklevel=3)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edgetl.spec import atomic_path
+
 
 def pyplot():
     import matplotlib
@@ -130,9 +132,8 @@ def _zoom(values: Sequence[float], *, top: float) -> tuple[float, float]:
 def save_figure(fig, path: Path) -> None:
     """Write a figure under a temporary name, rename it when whole, and close it."""
     plt = pyplot()
-    tmp = path.with_name(f".{path.stem}.partial.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)

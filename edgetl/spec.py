@@ -19,6 +19,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,11 +254,27 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
     except OSError as e:
+        raise EdgetlError(f"Cannot write {path}: {e.strerror or e}") from e
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
+    """A hidden temporary name beside `path` to write to: renamed over `path` when the block
+    ends, removed if it raises, so no reader sees half a file and a failed write leaves nothing.
+
+    `keep_suffix` ends the temporary name like `path` (".png", ".weights.h5") for writers that
+    choose the format by the name. The process id keeps concurrent writers of one file apart.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{''.join(path.suffixes) if keep_suffix else ''}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    except BaseException:
         with contextlib.suppress(OSError):  # on a read-only folder, even this fails
             tmp.unlink(missing_ok=True)
-        raise EdgetlError(f"Cannot write {path}: {e.strerror or e}") from e
+        raise

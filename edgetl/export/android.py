@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
+from edgetl.spec import atomic_path
 
 if TYPE_CHECKING:
     from edgetl.export import ExportReport
@@ -30,9 +31,8 @@ def copy_to_android_assets(report: ExportReport, assets_dir: str | Path) -> Path
     target = Path(assets_dir) / "model.tflite"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(".model.tflite.partial")
-        shutil.copyfile(chosen, partial)
-        partial.replace(target)
+        with atomic_path(target) as partial:
+            shutil.copyfile(chosen, partial)
     except OSError as e:
         raise EdgetlError(f"Cannot write the Android asset: {e.strerror}. Received: {target}") from e
     return target

@@ -23,7 +23,7 @@ import numpy as np
 from edgetl import distributed
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_replaceable, read_marker, write_marker
-from edgetl.spec import make_folder, write_text_atomic
+from edgetl.spec import atomic_path, make_folder, write_text_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -187,10 +187,9 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
         )
     if not distributed.is_writer():
         return
-    partial = done_marker.with_name(f".{stage.name}.partial.weights.h5")  # Keras wants the suffix
-    with distributed.locally():
+    # A crash while saving must not leave a marker that cannot load; Keras wants the suffix.
+    with distributed.locally(), atomic_path(done_marker, keep_suffix=True) as partial:
         stage.model.save_weights(partial)
-    partial.replace(done_marker)  # a crash while saving must not leave a marker that cannot load
 
 
 def _async_safe(callbacks: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:

@@ -307,3 +307,18 @@ def test_a_truncated_model_keras_is_named_as_such(trained: tuple[Path, Path], tm
         result = runner.invoke(app, [command, str(run)])
         assert result.exit_code == 2, result.output
         assert "is truncated or corrupt" in result.stderr and "not found" not in result.stderr
+
+
+def test_a_write_that_fails_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    from edgetl.spec import atomic_path
+
+    target = tmp_path / "curves.png"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target, keep_suffix=True) as tmp:
+        assert tmp.name.endswith(".png") and tmp.parent == tmp_path
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [target]
