@@ -9,8 +9,8 @@ from the float Keras model for
   (b) edgetl's tflite-int8 and (c) edgetl's onnx-int8, once per `--recipes` entry.
 Agreement needs no labels, so the photos are every photo under `--photos` (default: the
 cats_vs_dogs test and train photos and the Coral photos in ../shared) in several variants each
-(the photo, its mirror image, and four 80% corner crops), at least 600 in all. The training
-photos are in the set: the question is only whether int8 and float agree on a photo.
+(the photo, its mirror image, and four 80% corner crops), at least 600 in all, less the run's
+training split: `--quantization qat` fine-tunes on training photos, so they are not held out.
 
 Without --run it first trains MobileNetV2-1.0 (ImageNet backbone from ../shared, feature
 extraction, 224 px) on cats_vs_dogs/train. Prints one JSON document; `ratio` is edgetl's
@@ -48,11 +48,11 @@ def variants(image) -> list:
     return [image, ImageOps.mirror(image), *crops]
 
 
-def probe_pixels(folders: list[Path], spec) -> np.ndarray:
-    """uint8 pixels of every photo under `folders`, in every variant, decoded as edgetl decodes."""
+def probe_pixels(folders: list[Path], spec, exclude: set[Path]) -> np.ndarray:
+    """uint8 pixels of every photo under `folders` but `exclude`, in every variant, decoded as edgetl decodes."""
     from edgetl.runtime.image import image_to_pixels, is_image_file, load_image
 
-    files = sorted(p for folder in folders for p in folder.rglob("*") if is_image_file(p))
+    files = sorted(p for folder in folders for p in folder.rglob("*") if is_image_file(p) and p.resolve() not in exclude)
     return np.stack([image_to_pixels(v, spec) for f in files for v in variants(load_image(f))])
 
 
@@ -122,7 +122,8 @@ def main() -> int:
         train_run(args.shared, run)
     model, meta = load_run(run)
     folders = args.photos or [args.shared / "data" / "cats_vs_dogs", args.shared / "coral"]
-    pixels = probe_pixels(folders, meta.preprocessing)
+    trained_on = {Path(p).resolve() for p, _ in read_split(run, "train")}
+    pixels = probe_pixels(folders, meta.preprocessing, trained_on)
     if len(pixels) < MIN_PHOTOS:
         print(f"only {len(pixels)} photo variants under {folders}; need {MIN_PHOTOS}", file=sys.stderr)
         return 2

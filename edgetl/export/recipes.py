@@ -10,7 +10,7 @@
 `auto` keeps the recipe whose int8 model agrees with the float model on the most validation
 photos (never the test split).
 
-Every onnx-int8 recipe is QDQ, int8 activations, per-channel 7-bit weights (see
+Every onnx-int8 recipe is QDQ, uint8 activations, per-channel uint8 weights (see
 `edgetl.export.onnx`). TFLite's converter offers full-integer PTQ with min/max calibration
 only, so tflite-int8 stays that recipe whatever is asked; the recipe actually used is recorded
 in each artefact's metadata (`quantization_recipe`) and in export.json.
