@@ -10,7 +10,8 @@ from the float Keras model for
 Agreement needs no labels, so the photos are every photo under `--photos` (default: the
 cats_vs_dogs test and train photos and the Coral photos in ../shared) in several variants each
 (the photo, its mirror image, and four 80% corner crops), at least 600 in all, less the run's
-training split: `--quantization qat` fine-tunes on training photos, so they are not held out.
+training split: the model was fitted, and int8 is calibrated, on those photos, so they are not
+held out.
 
 Without --run it first trains MobileNetV2-1.0 (ImageNet backbone from ../shared, feature
 extraction, 224 px) on cats_vs_dogs/train. Prints one JSON document; `ratio` is edgetl's
