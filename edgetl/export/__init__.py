@@ -129,9 +129,9 @@ class ExportOptions:
         output_dir: Where artefacts go; None means `RUN_DIR/export`. Defaults to None.
         seed: Seed of the calibration and golden-image draws. Defaults to 0.
         golden: Write golden vectors (`export/golden/`) for the device tests. Defaults to True.
-        quantization: The int8 recipe (`edgetl.export.recipes`): "default" (minmax), "minmax",
-            "percentile", "entropy", or "auto" (the best of them by agreement with the float
-            model on the validation split). Defaults to "default".
+        quantization: The int8 recipe (`edgetl.export.recipes`): "default" (gptq), "gptq",
+            "minmax", "percentile", "entropy", or "auto" (the best of them by agreement with the
+            float model on the validation split). Defaults to "default".
     """
 
     formats: tuple[str, ...] = ("all",)
@@ -273,7 +273,8 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
         require_compiler(artefact_path(out_dir, "tflite-int8"))
     # The conversion worker starts first: it imports TensorFlow and builds the SavedModel from
     # model.keras while this process loads the model (see edgetl.export.parallel).
-    with conversion_worker(options.resolved_formats, run_dir / "model.keras", read_run_metadata(run_dir)) as worker:
+    with conversion_worker(options.resolved_formats, run_dir / "model.keras", read_run_metadata(run_dir),
+                           quantization=options.quantization) as worker:
         model, meta = load_run(run_dir)
         spec = meta.preprocessing
 
@@ -302,7 +303,7 @@ def _validation_pixels(run_dir: Path, options: ExportOptions, spec: Preprocessin
     if not val:
         if options.quantization == "auto":
             warnings.warn(
-                "--quantization auto has no validation split to compare recipes on; using minmax.", stacklevel=3
+                "--quantization auto has no validation split to compare recipes on; using gptq.", stacklevel=3
             )
         return None
     return calibration.decode([p for p, _ in val], spec)

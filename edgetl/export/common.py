@@ -37,6 +37,23 @@ class ExportSource:
     _saved_model: dict[int, Path] = field(default_factory=dict, repr=False)
     _onnx: dict[int, bytes] = field(default_factory=dict, repr=False)
     _validation_scores: np.ndarray | None = field(default=None, repr=False)
+    _rounded: ExportSource | None = field(default=None, repr=False)
+
+    def int8_source(self, recipe: str, calib: np.ndarray) -> ExportSource:
+        """What an int8 format converts under `recipe`: this source, or for a recipe that rounds
+        weights (`recipes.ROUNDS_WEIGHTS`) a copy with GPTQ-rounded kernels and its normalization
+        on the int8 grid, made once and shared by every int8 format (`edgetl.export.rounding`).
+        Parity is still judged against this source's model."""
+        from edgetl.export import recipes
+
+        if recipe not in recipes.ROUNDS_WEIGHTS:
+            return self
+        if self._rounded is None:
+            from edgetl.export import rounding
+
+            self._rounded = dataclasses.replace(self, model=rounding.gptq_copy(self.model, calib), validation=None,
+                                                _saved_model={}, _onnx={}, _validation_scores=None)
+        return self._rounded
 
     def validation_disagreements(self, run: Callable[[np.ndarray], np.ndarray]) -> int | None:
         """Validation photos whose top-1 under `run` (float32 pixels -> scores) differs from the float model's.

@@ -202,11 +202,12 @@ def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
     from edgetl.runtime.tflite_reader import read_tflite
     from edgetl.spec import write_text_atomic
 
-    data = tflite.convert(source, "int8", calib=calib, io_dtype=opts.io_dtype, batch=1)
+    recipe, data, tried = tflite.convert_int8(source, opts, calib, batch=1)
     parsed = read_tflite(data, source="edgetpu")
     report = preflight(parsed["operators"], parsed["inputs"], parsed["outputs"])
     write_text_atomic(out.with_name(f"{out.stem}_preflight.json"), json.dumps(report.to_dict(), indent=2))
     compiled, log = compile_model(data)
     return tflite.finish(source, compiled, "edgetpu", out, quantization=f"full integer int8 ({opts.io_dtype} io), "
                          "compiled for the Edge TPU", edgetpu_compiler_log=log.strip()[-2000:],
+                         quantization_recipe=recipe, quantization_trials=tried,
                          calibration_images=int(len(calib)) if calib is not None else 0)

@@ -79,17 +79,23 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
     if calib is None or len(calib) == 0:
         raise ValueError("onnx-int8 needs calibration images")
     with tempfile.TemporaryDirectory(prefix="onnx_int8_", dir=source.workdir) as tmp:
-        float_path, prep_path = Path(tmp) / "float.onnx", Path(tmp) / "prep.onnx"
-        float_path.write_bytes(source.onnx_float(opts.onnx_opset))
-        # skip_symbolic_shape: the symbolic pass needs sympy and the shapes here are static anyway.
-        quant_pre_process(float_path, prep_path, skip_symbolic_shape=True)
-        recipe, q_path, tried = recipes.pick(
-            opts.quantization, lambda name: _quantize(prep_path, Path(tmp) / f"{name}.onnx", calib, name),
-            lambda path: source.validation_disagreements(_session_runner(path)))
+
+        def build(recipe: str) -> Path:
+            weights = "rounded" if recipe in recipes.ROUNDS_WEIGHTS else "float"
+            prep_path = Path(tmp) / f"prep_{weights}.onnx"
+            if not prep_path.exists():
+                float_path = Path(tmp) / f"{weights}.onnx"
+                float_path.write_bytes(source.int8_source(recipe, calib).onnx_float(opts.onnx_opset))
+                # skip_symbolic_shape: the symbolic pass needs sympy and the shapes here are static anyway.
+                quant_pre_process(float_path, prep_path, skip_symbolic_shape=True)
+            return _quantize(prep_path, Path(tmp) / f"{recipe}.onnx", calib, recipe)
+
+        recipe, q_path, tried = recipes.pick(opts.quantization, build,
+                                             lambda path: source.validation_disagreements(_session_runner(path)))
         model = onnx.load(str(q_path))
     return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,
                   quantization="onnxruntime static QDQ, uint8 activations, per-channel uint8 weights, "
-                  f"{recipe} calibration",
+                  f"{recipe} recipe",
                   quantization_recipe=recipe, quantization_trials=tried, calibration_images=int(len(calib)))
 
 
@@ -104,9 +110,32 @@ def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str) -> 
             i = next(self._it, None)
             return None if i is None else {INPUT_NAME: calib[i : i + 1].astype(np.float32)}
 
+    calibration = recipes.onnx_calibration(recipe)
+    if recipe in recipes.ROUNDS_WEIGHTS:
+        calibration["extra_options"] = {**calibration.get("extra_options", {}),
+                                        "TensorQuantOverrides": _converter_weight_grid(prep_path)}
     quantize_static(prep_path, q_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, **recipes.onnx_calibration(recipe))
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, **calibration)
     return q_path
+
+
+def _converter_weight_grid(prep_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per-channel overrides that put every Conv weight on TFLite's symmetric grid (scale
+    max|w| / 127, zero point 128 in uint8), where `edgetl.export.rounding` rounded it: onnxruntime's
+    own asymmetric grid would round those values a second time."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(prep_path))
+    initializers = {t.name: t for t in model.graph.initializer}
+    grid = {}
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in initializers:
+            weights = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
+            scales = np.abs(weights.reshape(len(weights), -1)).max(axis=1) / np.float32(127)
+            grid[node.input[1]] = [{"axis": 0, "scale": np.float32(s if s > 0 else 1.0), "zero_point": np.uint8(128)}
+                                   for s in scales]
+    return grid
 
 
 def _session_runner(path: Path) -> Any:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.export import recipes
 from edgetl.export.common import ExportSource
 from edgetl.safety import temporary_folder
 from edgetl.spec import ModelMetadata
@@ -64,8 +65,8 @@ class ConversionWorker:
 
 
 @contextmanager
-def conversion_worker(formats: Sequence[str], model_file: Path | None = None,
-                      metadata: ModelMetadata | None = None) -> Iterator[ConversionWorker]:
+def conversion_worker(formats: Sequence[str], model_file: Path | None = None, metadata: ModelMetadata | None = None,
+                      quantization: str = "default") -> Iterator[ConversionWorker]:
     """Start the worker process for `formats`, if one pays off; it is stopped on leaving.
 
     Args:
@@ -74,8 +75,11 @@ def conversion_worker(formats: Sequence[str], model_file: Path | None = None,
             while this process is still loading it. Defaults to `None` (this process builds
             the SavedModel and hands it over).
         metadata: The model's metadata (its input size); needed with `model_file`.
+        quantization: The int8 recipe. When it may round kernels (`recipes.rounds_weights`),
+            the TFLite int8 formats convert here, from the copy made here once for onnx-int8 too.
     """
-    remote = _worker_share(formats) if (os.cpu_count() or 1) >= 2 else []
+    stay = {"tflite-int8", "edgetpu"} if recipes.rounds_weights(quantization) else set()
+    remote = _worker_share([f for f in formats if f not in stay], formats) if (os.cpu_count() or 1) >= 2 else []
     if not remote:
         yield ConversionWorker(None, [], None, None)
         return
@@ -169,9 +173,9 @@ def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
     return result
 
 
-def _worker_share(formats: Sequence[str]) -> list[str]:
-    """The formats the worker converts: the largest first, while its side stays the lighter."""
-    movable = sorted((f for f in formats if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
+def _worker_share(movable: Sequence[str], formats: Sequence[str]) -> list[str]:
+    """The formats of `movable` the worker converts: the largest first, while its side stays the lighter."""
+    movable = sorted((f for f in movable if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
     mine, theirs = sum(COST.get(f, 1.0) for f in formats), WORKER_START_COST
     chosen = []
     for fmt in movable:

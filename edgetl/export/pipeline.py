@@ -81,7 +81,9 @@ def build_export(
         with disk_errors(f"the export {shown_as or out_dir}"):
             with temporary_folder("edgetl-export-") as tmp:
                 source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation)
-                with nullcontext(worker) if worker is not None else conversion_worker(formats) as running:
+                started = nullcontext(worker) if worker is not None else conversion_worker(
+                    formats, quantization=options.quantization)
+                with started as running:
                     results = convert_all(
                         source, options, formats, stage, calib_pixels, running,
                         meanwhile=lambda: float_reference.record(stage, model, held_out, meta.preprocessing,
