@@ -12,6 +12,9 @@ Measured on a 2-core AMD EPYC (AVX2, no VNNI), photos whose top-1 differs from t
 | MobileNetV2-1.0-224 cats/dogs, 1,188 held out   | 128        | 78         | 52         | 59           |
 | the demo's digits model, 1,860 (all)            | 96 (1,797) | 43         | 45         | -            |
 
+With the `gptq` recipe (the default) the Conv weights are pinned to TFLite's symmetric grid
+(scale max|w| / 127, zero point 128) through `TensorQuantOverrides`: `edgetl.export.rounding`
+rounded them onto that grid, and onnxruntime's asymmetric one would round them a second time.
 Its input and output stay float32, so the same runtime code feeds it as the float model.
 """
 
@@ -71,7 +74,7 @@ def export_onnx(source: ExportSource, opts: ExportOptions, out: Path, calib: np.
 def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
     """Int8 ONNX: QDQ, u8 activations and per-channel u8 weights, calibrated like tflite-int8.
 
-    The calibration method follows `opts.quantization` (`edgetl.export.recipes`).
+    The weights and the calibration method follow `opts.quantization` (`edgetl.export.recipes`).
     """
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process

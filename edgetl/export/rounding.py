@@ -42,7 +42,9 @@ logger = logging.getLogger("edgetl.export")
 
 DAMPING = 0.01
 """Added to H's diagonal, as a fraction of its mean: keeps H⁻¹ stable for inputs that barely vary."""
-BATCH_SIZE = 8
+BATCH_PIXELS = 8 * 224 * 224
+"""Calibration photos per recording pass: 8 at 224 px (patches of the largest depthwise layer then
+take about 350 MB), fewer for larger inputs."""
 LEVELS = 127
 """Symmetric int8 weights use -127..127 (TFLite's and onnxruntime's narrow range)."""
 
@@ -135,8 +137,9 @@ def _input_hessians(model: Any, calib: np.ndarray) -> dict[Any, np.ndarray]:
 
     recording = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=record,
                                          recursive=True)
-    for start in range(0, len(calib), BATCH_SIZE):
-        recording(calib[start : start + BATCH_SIZE], training=False)
+    batch = max(1, BATCH_PIXELS // (calib.shape[1] * calib.shape[2]))
+    for start in range(0, len(calib), batch):
+        recording(calib[start : start + batch], training=False)
     return hessians
 
 
@@ -158,6 +161,7 @@ class _Recorder(keras.layers.Layer):
 
 
 def _patch_hessian(layer: Any, x: Any) -> np.ndarray:
+    x = tf.cast(x, tf.float32)  # a mixed-precision model computes in float16/bfloat16
     kh, kw = layer.kernel_size
     if (kh, kw) != (1, 1):
         x = tf.image.extract_patches(x, [1, kh, kw, 1], [1, *layer.strides, 1], [1, *layer.dilation_rate, 1],

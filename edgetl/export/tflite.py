@@ -3,6 +3,7 @@
 All four convert with `TFLiteConverter.from_saved_model` on a `model.export(dir)` SavedModel
 (`from_concrete_functions` on a Keras 3 model silently writes a model with NaN outputs), then embed
 standard TFLite Model Metadata plus `labels.txt` and `edgetl.json` (`tflite_metadata.embed`).
+Full-integer int8 converts the copy its `--quantization` recipe makes (`convert_int8`).
 """
 
 from __future__ import annotations
