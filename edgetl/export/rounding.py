@@ -66,15 +66,15 @@ def gptq_copy(model: Any, calib: np.ndarray) -> Any:
 
 
 def _first_convolution(model: Any) -> tuple[Any, Any, Any] | None:
-    """(normalization x / 127.5 - 1, the convolution that alone reads it, the batch norm that alone
-    reads that or None when the convolution has a bias), or None for other models."""
+    """(normalization x / 127.5 - 1, the linear convolution that alone reads it, the batch norm that
+    alone reads that convolution or None when it has a bias instead), or None for other models."""
     norm = next((layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Rescaling)
                  and np.isclose(float(layer.scale), 1 / 127.5) and float(layer.offset) == -1.0), None)
     first = _sole_consumer(norm) if norm is not None else None
     if isinstance(first, keras.Model):  # the backbone: its first layer after the input
         first = _sole_consumer(first.layers[0])
-    if not isinstance(first, keras.layers.Conv2D):
-        return None
+    if not isinstance(first, keras.layers.Conv2D) or first.activation is not keras.activations.linear:
+        return None  # a shift inside an activation cannot be taken back out after it
     after = _sole_consumer(first)
     if isinstance(after, keras.layers.BatchNormalization):
         return norm, first, after
