@@ -76,9 +76,10 @@ def conversion_worker(formats: Sequence[str], model_file: Path | None = None, me
             the SavedModel and hands it over).
         metadata: The model's metadata (its input size); needed with `model_file`.
         quantization: The int8 recipe. When it may round kernels (`recipes.rounds_weights`),
-            the TFLite int8 formats convert here, from the copy made here once for onnx-int8 too.
+            tflite-int8 converts here, from the copy made here once for onnx-int8 too (edgetpu
+            always converts here).
     """
-    stay = {"tflite-int8", "edgetpu"} if recipes.rounds_weights(quantization) else set()
+    stay = {"tflite-int8"} if recipes.rounds_weights(quantization) else set()
     remote = _worker_share([f for f in formats if f not in stay], formats) if (os.cpu_count() or 1) >= 2 else []
     if not remote:
         yield ConversionWorker(None, [], None, None)

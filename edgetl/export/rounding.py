@@ -69,6 +69,7 @@ def _first_convolution(model: Any) -> tuple[Any, Any, Any] | None:
     """(normalization x / 127.5 - 1, the linear convolution that alone reads it, the batch norm that
     alone reads that convolution or None when it has a bias instead), or None for other models."""
     norm = next((layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Rescaling)
+                 and np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0  # not per channel
                  and np.isclose(float(layer.scale), 1 / 127.5) and float(layer.offset) == -1.0), None)
     first = _sole_consumer(norm) if norm is not None else None
     if isinstance(first, keras.Model):  # the backbone: its first layer after the input

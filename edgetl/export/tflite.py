@@ -34,9 +34,7 @@ def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None,
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode == "int8":
-        if calib is None or len(calib) == 0:
-            raise ValueError("int8 conversion needs calibration images")
+    if mode == "int8":  # calibration checked by convert_int8
         calib = with_full_pixel_range(calib)
         converter.representative_dataset = lambda: ([calib[i : i + 1].astype(np.float32)] for i in range(len(calib)))
         # Full integer: every op int8, or the conversion fails instead of silently keeping floats.
@@ -58,26 +56,21 @@ def convert_int8(source: ExportSource, opts: ExportOptions, calib: np.ndarray | 
     return recipes.pick(
         opts.quantization,
         lambda name: convert(source.int8_source(name, calib), "int8", calib=calib, io_dtype=opts.io_dtype, batch=batch),
-        lambda data: source.validation_disagreements(_runner(data, source.workdir)), offered=recipes.TFLITE_RECIPES)
+        lambda data: source.validation_disagreements(_runner(data, source)), offered=recipes.TFLITE_RECIPES)
 
 
-def _runner(data: bytes, workdir: Path) -> Any:
-    """float32 pixels (N, H, W, 3) -> dequantized scores, one photo at a time, of an int8 flatbuffer."""
+def _runner(data: bytes, source: ExportSource) -> Any:
+    """float32 pixels (N, H, W, 3) -> scores of an int8 flatbuffer, through the device runtime."""
+    from edgetl.runtime import Classifier
     from edgetl.runtime.backends import open_backend
 
-    path = Path(tempfile.mkstemp(suffix=".tflite", dir=workdir)[1])
+    path = Path(tempfile.mkstemp(suffix=".tflite", dir=source.workdir)[1])
     path.write_bytes(data)
     backend = open_backend(path, threads=None, delegate=None)
     backend.prepare()
-    inp, out = backend.input, backend.output
-    limits = np.iinfo(inp.dtype)
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        tensor = np.clip(np.rint(pixels / inp.scale + inp.zero_point), limits.min, limits.max).astype(inp.dtype)
-        raw = np.concatenate([backend.run(tensor[i : i + 1]) for i in range(len(tensor))])
-        return (raw.astype(np.float32) - out.zero_point) * out.scale
-
-    return run
+    classifier = Classifier(path, backend, labels=source.metadata.labels, spec=source.metadata.preprocessing,
+                            metadata=source.metadata)
+    return lambda pixels: classifier.run_pixels(pixels.astype(np.uint8))  # decoded photos: exact
 
 
 def with_full_pixel_range(calib: np.ndarray) -> np.ndarray:
