@@ -21,6 +21,7 @@ from edgetl import render
 from edgetl._version import __version__
 from edgetl.choices import DEVICES, IO_DTYPES, PRECISIONS, STRATEGIES
 from edgetl.errors import EdgetlError
+from edgetl.native_logs import filter_native_logs, stop_native_log_filter
 from edgetl.render import keras_verbosity, make_console, show_progress
 from edgetl.spec import escaped
 
@@ -79,6 +80,9 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit.",
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show TensorFlow's own log lines (hidden by default). Put it before the command.",
+    ),
 ) -> None:
     """edgetl: photos -> transfer-learned classifier -> TFLite/ONNX -> verified -> on the device."""
 
@@ -88,9 +92,21 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     err_console.print(f"warning: {escaped(str(message))}", markup=False, highlight=False)
 
 
+def _wants_native_logs(argv: list[str]) -> bool:
+    """`edgetl --verbose COMMAND ...`: the global flag, before the command's name."""
+    for arg in argv:
+        if arg == "--verbose":
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
 def main() -> None:
-    # TensorFlow's C++ INFO lines (oneDNN, CPU features) say nothing a user can act on.
+    # TensorFlow's C++ lines (oneDNN, CPU features, converter chatter) say nothing a user can act on.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _wants_native_logs(sys.argv[1:]):
+        filter_native_logs()
     warnings.showwarning = _show_warning
     try:
         app()
@@ -101,9 +117,11 @@ def main() -> None:
             # A weights file whose write hit a full disk is still open inside h5py; at the
             # interpreter's exit HDF5 retries the write and crashes (rc 139). Its error is out.
             sys.stdout.flush()
-            sys.stderr.flush()
+            stop_native_log_filter()
             os._exit(2)
         raise
+    finally:
+        stop_native_log_filter()
 
 
 # --- train commands ---
