@@ -20,6 +20,11 @@ HEADER = """# CLI reference
 Generated from the command line itself by `python scripts/gen_cli_reference.py`; a test fails
 when this page and the CLI differ. `edgetl COMMAND --help` prints the same in a terminal.
 Exit codes: 0 success, 1 a negative verdict (parity or self-test failed), 2 bad input.
+
+```bash
+edgetl --help         # the commands, in pipeline order
+edgetl train --help   # one command's options, grouped
+```
 """
 
 
