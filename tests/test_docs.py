@@ -3,27 +3,33 @@
 The site builds with `mkdocs build --strict` (a broken link, a missing page or a stale API
 reference fails), and every `edgetl` command shown in a shell block of the README or of a docs
 page parses against the real command line: a renamed option or command fails here. The commands
-that are cheap really run (`--help`, `inspect` of a shipped model).
+that are cheap really run (`--help`, `inspect` of a shipped model). The Python blocks import
+only public names and call them with keywords their signatures take.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import inspect
 import os
 import re
 import shlex
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import typer
 from conftest import REPO, shared_path
 
+import edgetl
 from edgetl.cli import app
 from edgetl.runtime.__main__ import _parser as runtime_parser
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.S | re.M)
 EDGETL_PROGRAM = re.compile(r"^(?:\S*/)?edgetl$")  # edgetl, .venv/bin/edgetl, ~/edgetl-venv/bin/edgetl
 PYTHON_PROGRAM = re.compile(r"^(?:\S*/)?python3?$")
@@ -145,3 +151,32 @@ def test_readme_is_a_front_page() -> None:
     assert ".venv/bin/mkdocs build --strict" in readme
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):
         assert (REPO / image).is_file() and (REPO / image).stat().st_size < 200_000, image
+
+
+def _api_object(node: ast.expr, imported: set[str]) -> object | None:
+    """The public edgetl object a call's callee names (`edgetl.export`, `TrainOptions`), else None."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "edgetl":
+        name = node.attr
+    elif isinstance(node, ast.Name) and node.id in imported:
+        name = node.id
+    else:
+        return None
+    assert name in edgetl.__all__, f"edgetl.{name} is not public"
+    value = getattr(edgetl, name)
+    return getattr(value, name) if isinstance(value, types.ModuleType) else value  # stage modules run their namesake
+
+
+def test_the_python_blocks_call_the_public_api_as_it_is() -> None:
+    calls = 0
+    for page in PAGES:
+        for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
+            tree = ast.parse(block)
+            imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                        and node.module == "edgetl" for alias in node.names}
+            assert imported <= set(edgetl.__all__), (page.name, imported - set(edgetl.__all__))
+            for node in ast.walk(tree):
+                target = _api_object(node.func, imported) if isinstance(node, ast.Call) else None
+                if target is not None:
+                    inspect.signature(target).bind(*node.args, **{k.arg: None for k in node.keywords if k.arg})
+                    calls += 1
+    assert calls >= 8
