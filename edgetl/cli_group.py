@@ -25,7 +25,7 @@ def _hide_flag_types(command: Any, ctx: Any) -> None:
 class PipelineGroup(typer.core.TyperGroup):
     """The `edgetl` command group: commands in pipeline order, flags shown without `<bool>`.
 
-    Thread-safe once built (Click resolves commands and renders help on one thread per process).
+    Thread-safe: its one change to a command, blanking a flag's placeholder, is idempotent.
     """
 
     def list_commands(self, ctx: Any) -> list[str]:
