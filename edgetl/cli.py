@@ -20,6 +20,7 @@ import typer
 from edgetl import render
 from edgetl._version import __version__
 from edgetl.choices import DEVICES, IO_DTYPES, PRECISIONS, STRATEGIES
+from edgetl.cli_group import PipelineGroup
 from edgetl.errors import EdgetlError
 from edgetl.native_logs import filter_native_logs, stop_native_log_filter
 from edgetl.render import keras_verbosity, make_console, show_progress
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="Train an image classifier from a folder of photos, export it for the edge, verify it, run it.",
     no_args_is_help=True,
     add_completion=False,
+    cls=PipelineGroup,
 )
 console = make_console()
 err_console = make_console(stderr=True)

@@ -18,12 +18,12 @@
 #      builds it once (--variant=minbase; the packages' maintainer scripts run under qemu: minutes)
 #      and writes the tarball atomically. The tarball holds only Debian packages
 #      (python3, python3-venv, ca-certificates); edgetl and its wheels are installed fresh on
-#      every run, exactly as the README tells users.
+#      every run, exactly as docs/raspberry-pi.md tells users.
 #   3. Mounts /proc, /sys, /dev, binds a Raspberry Pi 4 /proc/cpuinfo over /proc/cpuinfo
 #      (LiteRT's CPU detection crashes on the host's x86 cpuinfo, and without /proc XNNPACK is
 #      skipped and scores change), copies in the host's CA bundle and resolv.conf, and sets
 #      QEMU_CPU=cortex-a72 so the emulated CPU features are a Pi 4's.
-#   4. Copies the working tree to /src/edgetl and follows the README's Raspberry Pi steps: builds
+#   4. Copies the working tree to /src/edgetl and follows docs/raspberry-pi.md's steps: builds
 #      the wheel there with the host python (`python -m pip wheel --no-deps -w dist .`), copies it
 #      to the chroot's ~, then python3 -m venv ~/edgetl-venv;
 #      ~/edgetl-venv/bin/pip install ~/"edgetl-VERSION-py3-none-any.whl[runtime]"; runs the runner
@@ -301,7 +301,7 @@ map_input() {  # map_input HOST_FILE: sets H_PATH (absolute, host) and C_PATH (i
 for f in "${MODELS[@]}"; do map_input "$f"; H_MODELS+=("$H_PATH"); C_MODELS+=("$C_PATH"); done
 for f in "${IMAGES[@]}"; do map_input "$f"; H_IMAGES+=("$H_PATH"); C_IMAGES+=("$C_PATH"); done
 
-# ---------------------------------------------------------------- install, as the README says
+# ---------------------------------------------------------------- install, as docs/raspberry-pi.md says
 T_INSTALL=$(now)
 log "python -m pip wheel --no-deps -w dist . (host, in the copied tree)"
 (cd "$ROOT/src/edgetl" && "$HOST_PY" -m pip wheel --no-deps -q -w dist .) >"$WORK/wheel.log" 2>&1 \
@@ -309,7 +309,7 @@ log "python -m pip wheel --no-deps -w dist . (host, in the copied tree)"
 WHEELS=("$ROOT"/src/edgetl/dist/edgetl-*-py3-none-any.whl)
 [ "${#WHEELS[@]}" = 1 ] && [ -f "${WHEELS[0]}" ] || die "expected one edgetl wheel in dist/, found: ${WHEELS[*]}"
 WHEEL=$(basename "${WHEELS[0]}")
-cp "${WHEELS[0]}" "$ROOT/root/$WHEEL"   # the README's scp
+cp "${WHEELS[0]}" "$ROOT/root/$WHEEL"   # the scp of docs/raspberry-pi.md
 log "python3 -m venv ~/edgetl-venv; ~/edgetl-venv/bin/pip install ~/\"$WHEEL[runtime]\""
 if ! in_chroot sh -c 'cd ~ && python3 -m venv ~/edgetl-venv && ~/edgetl-venv/bin/pip install ~/"$1[runtime]"' sh "$WHEEL" \
         >"$WORK/pip.log" 2>&1; then

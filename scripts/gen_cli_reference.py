@@ -1,7 +1,7 @@
-"""Write the README's CLI reference from the Typer app itself (`--check` only compares).
+"""Write the docs site's CLI reference, docs/cli.md, from the Typer app itself (`--check` only compares).
 
-The reference sits between two marker lines in README.md; tests/test_cli_reference.py fails
-when it is out of date, so the README can never drift from the real options.
+tests/test_cli_reference.py fails when the page is out of date, so the reference can never drift
+from the real options. Commands come in the order `edgetl --help` lists them (pipeline order).
 """
 
 from __future__ import annotations
@@ -14,8 +14,18 @@ import typer
 
 from edgetl.cli import app
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+HEADER = """# CLI reference
+
+Generated from the command line itself by `python scripts/gen_cli_reference.py`; a test fails
+when this page and the CLI differ. `edgetl COMMAND --help` prints the same in a terminal.
+Exit codes: 0 success, 1 a negative verdict (parity or self-test failed), 2 bad input.
+
+```bash
+edgetl --help         # the commands, in pipeline order
+edgetl train --help   # one command's options, grouped
+```
+"""
 
 
 def _is_argument(param: Any) -> bool:
@@ -37,25 +47,25 @@ def _option_row(param: Any) -> str:
 
 def render() -> str:
     group = typer.main.get_command(app)
-    sections = []
-    for name, command in sorted(group.commands.items()):
+    with typer.Context(group) as ctx:
+        names = group.list_commands(ctx)
+    sections = [HEADER]
+    for name in names:
+        command = group.commands[name]
         usage = " ".join(_argument_name(p) for p in command.params if _is_argument(p))
         rows = [_option_row(p) for p in command.params if p.name != "help"]
         sections.append(
-            f"### `{' '.join(filter(None, ('edgetl', name, usage)))}`\n\n{(command.help or '').strip()}\n\n| option | default | meaning |\n|---|---|---|\n"
-            + "\n".join(rows)
+            f"## `{' '.join(filter(None, ('edgetl', name, usage)))}`\n\n{(command.help or '').strip()}\n\n"
+            "| option | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
         )
-    return "\n\n".join(sections)
+    return "\n".join(sections)
 
 
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    updated = f"{head}{START}\n{render()}\n{END}{tail}"
+    text = render()
     if "--check" in sys.argv:
-        return 0 if updated == text else 1
-    README.write_text(updated, encoding="utf-8")
+        return 0 if PAGE.is_file() and PAGE.read_text(encoding="utf-8") == text else 1
+    PAGE.write_text(text, encoding="utf-8")
     return 0
 
 

@@ -85,11 +85,11 @@ def test_qemu_missing_and_apt_failing_names_the_package(tmp_path: Path) -> None:
     assert "apt-get could not install qemu-user-static" in result.stderr
 
 
-def test_script_follows_the_readme_raspberry_pi_install() -> None:
-    """The README's wheel build and the Pi's three install lines, for this version, are what the script runs."""
+def test_script_follows_the_raspberry_pi_page_install() -> None:
+    """The Pi page's wheel build and three install lines, for this version, are what the script runs."""
     from edgetl._version import __version__ as version
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "raspberry-pi.md").read_text()
     script = SCRIPT.read_text()
     wheel = f"edgetl-{version}-py3-none-any.whl"
     assert ".venv/bin/python -m pip wheel --no-deps -w dist ." in readme and "-m pip wheel --no-deps -q -w dist ." in script

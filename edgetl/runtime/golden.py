@@ -1,6 +1,6 @@
 """Golden vectors: reference photos plus the exact tensors and outputs every artefact must give.
 
-`write_golden` runs each artefact on a few photos and records, per docs/ARCHITECTURE.md, the
+`write_golden` runs each artefact on a few photos and records, per docs/contract.md, the
 decoded pixels' checksum, the exact input tensor's checksum, the raw output and the top-k.
 `check_golden` re-runs one model on the same PNGs (on a device, say) and compares, so a port
 of the preprocessing or a different interpreter build is caught before it ships.

@@ -1,6 +1,6 @@
 """Read what a model file says about itself, without TensorFlow.
 
-Sources, most specific first (docs/ARCHITECTURE.md):
+Sources, most specific first (docs/contract.md):
 
 1. `edgetl.json` embedded in the file: a zip entry appended to a .tflite, or the ONNX
    `metadata_props` key `edgetl.json`;
