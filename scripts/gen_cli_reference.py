@@ -45,11 +45,17 @@ def _option_row(param: Any) -> str:
     return f"| `{names}` | {default} | {help_text} |"
 
 
+def _global_options(group: Any) -> str:
+    """`edgetl [OPTIONS] COMMAND`: the options that go before the command's name."""
+    rows = [_option_row(p) for p in group.params if p.name != "help"]
+    return "## `edgetl [OPTIONS] COMMAND`\n\n| option | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
 def render() -> str:
     group = typer.main.get_command(app)
     with typer.Context(group) as ctx:
         names = group.list_commands(ctx)
-    sections = [HEADER]
+    sections = [HEADER, _global_options(group)]
     for name in names:
         command = group.commands[name]
         usage = " ".join(_argument_name(p) for p in command.params if _is_argument(p))
