@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,11 +237,12 @@ def _warn_duplicates(splits: Splits) -> None:
                for path, label in zip(getattr(splits, split).files, getattr(splits, split).labels)]
     by_size: dict[int, list[tuple[Path, str, str]]] = {}
     for entry in entries:
-        by_size.setdefault(entry[0].stat().st_size, []).append(entry)
+        with suppress(OSError):  # a file that cannot be read is reported when the photos are decoded
+            by_size.setdefault(entry[0].stat().st_size, []).append(entry)
     by_hash: dict[str, list[tuple[Path, str, str]]] = {}
     for group in (g for g in by_size.values() if len(g) > 1):
         for entry in group:
-            with open(entry[0], "rb") as handle:
+            with suppress(OSError), open(entry[0], "rb") as handle:
                 by_hash.setdefault(hashlib.file_digest(handle, "sha256").hexdigest(), []).append(entry)
     clashes = [g for g in by_hash.values() if len({(split, name) for _, split, name in g}) > 1]
     if clashes:

@@ -243,7 +243,7 @@ def print_verify(console: Console, report: Any) -> None:
     if note := sample_note(report):
         console.print(note, highlight=False)
     console.print(
-        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png "
+        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.html, verify.json, verify.md, parity.png "
         f"in {report.run_dir / 'export'}"
     )
 
