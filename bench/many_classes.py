@@ -8,7 +8,8 @@ The photos are generated (one noisy colour per class, 48 px PNGs); training runs
 process through the real CLI (`edgetl train --strategy feature-extract`), so the peak RSS is the
 child's own (`RUSAGE_CHILDREN`), not this script's. The backbone is MobileNetV2 with the
 ImageNet weights from ../shared when present, else random weights (memory is what is measured).
-Prints one JSON object and writes it to `--json`.
+Prints one JSON object and writes it to `--json`; the load average says how busy the machine
+was (seconds on a shared machine are relative, the peak RSS much less so).
 
     python bench/many_classes.py --classes 1000 --json bench/results_many_classes.json
 """
@@ -68,6 +69,7 @@ def main() -> None:
         command = [str(Path(sys.executable).with_name("edgetl")), "train", str(data), "--out", str(run), "--quiet",
                    "--strategy", "feature-extract", "--image-size", str(args.image_size),
                    "--epochs", str(args.epochs), "--weights", weights]
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         finished = subprocess.run(command, capture_output=True, text=True,
                                   env={**os.environ, "EDGETL_CACHE_DIR": str(Path(tmp) / "cache")})
@@ -81,6 +83,7 @@ def main() -> None:
         "exit_code": finished.returncode, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
         "target_peak_rss_mb": 2048, "outputs_bytes": written, "missing_outputs": sorted(set(OUTPUTS) - set(written)),
         "png_pixels": pngs, "cpu": cpu_name(), "cores": os.cpu_count(),
+        "load_average_1min": {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1)},
         "stderr_tail": finished.stderr[-600:] if finished.returncode else "",
     }
     text = json.dumps(result, indent=2)

@@ -24,14 +24,10 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.spec import PreprocessingSpec, atomic_path, check_labels
+from edgetl.spec import PreprocessingSpec, atomic_path, check_labels, first_few
 
 SPLIT_NAMES = ("train", "val", "test")
 PREDEFINED_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
-
-
-MAX_NAMED = 10
-"""A data warning names this many files or groups, then says how many more."""
 
 
 class UnreadableImagesWarning(UserWarning):
@@ -218,7 +214,7 @@ def _warn_ignored_beside_splits(root: Path, predefined: dict[str, Path]) -> None
     )
     if ignored:
         warnings.warn(
-            f"Ignored beside the split folders in {root}: {_named(ignored)}. Only "
+            f"Ignored beside the split folders in {root}: {first_few(ignored)}. Only "
             f"{', '.join(f'{p.name}/' for p in predefined.values())} are read; move those photos into a split "
             "folder (or out of DATA_DIR).",
             IgnoredFoldersWarning,
@@ -250,17 +246,11 @@ def _warn_duplicates(splits: Splits) -> None:
                      for g in clashes]
         warnings.warn(
             f"{len(clashes)} photo(s) are duplicated (identical bytes) across classes or splits, so a photo can "
-            f"be trained under one label and tested under another: {_named(described, sep='; ')}. "
+            f"be trained under one label and tested under another: {first_few(described, sep='; ')}. "
             "Keep one copy of each.",
             DuplicatePhotosWarning,
             stacklevel=3,
         )
-
-
-def _named(items: Sequence[str], *, sep: str = ", ") -> str:
-    """The first `MAX_NAMED` items joined, then "and N more"."""
-    more = len(items) - MAX_NAMED
-    return sep.join(items[:MAX_NAMED]) + (f"{sep}and {more} more" if more > 0 else "")
 
 
 def _drawn(folder: Path, fraction: float) -> str:

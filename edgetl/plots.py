@@ -112,7 +112,8 @@ def _plot_most_confused(pairs: Sequence[dict[str, Any]], per_class: dict[str, di
     for i, (_, c) in enumerate(worst):
         right.text(100 * c["recall"], i, f" {100 * c['recall']:.0f}% of {c['support']}", va="center", fontsize=7)
     right.set(yticks=y, yticklabels=[_short(name) for name, _ in worst], ylim=(SUMMARY_ROWS - 0.5, -0.5),
-              xlim=(0, 125), xticks=[0, 25, 50, 75, 100], xlabel="recall (%)", title=f"Lowest recall ({len(worst)} of {len(per_class)} classes)")
+              xlim=(0, 125), xticks=[0, 25, 50, 75, 100], xlabel="recall (%)",
+              title=f"Lowest recall ({len(worst)} of {len(per_class)} classes)")
     for axis in (left, right):
         axis.tick_params(axis="y", labelsize=7)
         axis.grid(axis="x", alpha=0.3)

@@ -1,4 +1,4 @@
-"""verify's reports: `verify.json`, `verify.md` (the parity table), `parity.png`, `verify.html`, and the sample note they share.
+"""verify's reports: `verify.json`, `verify.md` (the table), `parity.png`, `verify.html`, and their sample note.
 
 `verify.html` is one self-contained page that opens from disk in any browser, offline: the CSS
 is inline, there is no script, and every image is a `data:` URI (the parity plot, and a
@@ -121,7 +121,7 @@ figure img{max-width:100%;display:block;margin:auto}
 .card{background:#fff;border-radius:6px;box-shadow:0 1px 2px #0001;padding:8px;display:flex;gap:8px}
 .card img,.card .none{width:72px;height:72px;object-fit:cover;border-radius:4px;flex:none;background:#e3e6ec}
 .card .none{display:flex;align-items:center;justify-content:center;font-size:11px;color:#5b6475}
-.card dl{margin:0;font-size:12px;min-width:0;display:grid;grid-template-columns:auto 1fr;gap:1px 6px;align-content:start}
+.card dl{margin:0;font-size:12px;min-width:0;display:grid;grid-template-columns:auto 1fr;gap:1px 6px}
 .card dt{color:#5b6475;font-size:11px;line-height:18px}
 .card dd{margin:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;line-height:18px}
 .card .name{grid-column:1/3;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}

@@ -59,7 +59,8 @@ def _with_flips(report: VerifyReport, paths: list[Path]) -> VerifyReport:
         probs[:count] = np.roll(probs[:count], 1, axis=1)
         outputs[fmt] = probs
     flips = flipped_photos(paths, ref, outputs, labels, truth)
-    results = tuple(dataclasses.replace(r, gate={**r.gate, "disagreements": FLIPPED.get(r.format, 0)})
+    results = tuple(dataclasses.replace(r, gate={**r.gate, "disagreements": FLIPPED.get(r.format, 0)},
+                                        top1_agreement=1 - FLIPPED.get(r.format, 0) / report.images)
                     for r in report.results)
     return dataclasses.replace(report, results=results, flips=flips)
 
