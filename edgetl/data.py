@@ -35,11 +35,11 @@ class UnreadableImagesWarning(UserWarning):
 
 
 class DuplicatePhotosWarning(UserWarning):
-    """The same photo (identical bytes) is in two classes or two splits."""
+    """The same photo (identical bytes) is in two classes or two splits. Thread-safe (a warning)."""
 
 
 class IgnoredFoldersWarning(UserWarning):
-    """DATA_DIR has split folders, and something beside them is not read."""
+    """DATA_DIR has split folders, and something beside them is not read. Thread-safe (a warning)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,10 @@ def load_splits(
 
     A DATA_DIR that already has `train/` (and optionally `val/` and `test/`) class folders keeps
     those splits; the missing ones are drawn from `train/`.
+
+    Warns:
+        DuplicatePhotosWarning: naming photos with identical bytes in two classes or splits.
+        IgnoredFoldersWarning: naming folders and photos beside the split folders (never read).
 
     Raises:
         EdgetlError: for bad folders or split fractions.

@@ -63,7 +63,8 @@ def plot_confusion(metrics: dict[str, Any], split: str, path: Path) -> None:
     Up to `FULL_MATRIX_MAX_CLASSES` classes it is the matrix with counts in the cells (rows: true
     class, columns: predicted). Past that a matrix grows with the square of the class count (300
     classes needed 10.6 GB and 50 s; ~1,000 exceed the renderer's limit), so the figure shows the
-    most-confused pairs and the classes with the lowest recall, at a fixed size.
+    most-confused pairs and the classes with the lowest recall, at a fixed size. Not thread-safe
+    (pyplot's global state).
     """
     if f"{split}_confusion_matrix" in metrics:
         _plot_matrix(np.array(metrics[f"{split}_confusion_matrix"]), metrics["class_names"], path,
