@@ -48,9 +48,11 @@ def probe_report(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _with_flips(report: VerifyReport, paths: list[Path]) -> VerifyReport:
-    """The report with FLIPPED[format] photos flipped for those formats (labelled: photo i is class i % 3)."""
+    """The report with FLIPPED[format] photos flipped for those formats (photo i is class i % 3, but photo 1
+    has no class)."""
     labels = ["red", "green", "blue"]
     truth = np.arange(len(paths)) % 3
+    truth[1] = -1  # a probe photo without a class: its card shows no label
     ref = np.full((len(paths), 3), 0.1)
     ref[np.arange(len(paths)), truth] = 0.8
     outputs = {}
@@ -72,6 +74,8 @@ def test_html_inlines_only_flipped_photos_and_says_how_many_more(probe_report: V
     assert page.count("data:image/jpeg;base64,") == sum(shown.values())
     assert f"45 flipped, showing the {MAX_FLIPS} closest calls; {45 - MAX_FLIPS} more not shown" in page
     assert "no photo flipped" in page and "3 flipped</h3>" in page
+    rows = [row for shown_rows in probe_report.flips.values() for row in shown_rows]
+    assert page.count("<dt>label</dt>") == sum(row["label"] is not None for row in rows) < len(rows)
     # 1,200+ photos, 23 thumbnails of at most 96 px and the plot: a small page
     assert (tmp_path / "verify.html").stat().st_size < 400_000
     assert not re.search(r'(src|href)="(?!data:)', page) and "<script" not in page and "<link" not in page
