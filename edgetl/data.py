@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
-from edgetl.spec import PreprocessingSpec, atomic_path, check_labels
+from edgetl.spec import PreprocessingSpec, atomic_path, check_labels, first_few
 
 SPLIT_NAMES = ("train", "val", "test")
 PREDEFINED_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -31,6 +32,14 @@ PREDEFINED_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "
 
 class UnreadableImagesWarning(UserWarning):
     """Some photos could not be decoded and were skipped."""
+
+
+class DuplicatePhotosWarning(UserWarning):
+    """The same photo (identical bytes) is in two classes or two splits. Thread-safe (a warning)."""
+
+
+class IgnoredFoldersWarning(UserWarning):
+    """DATA_DIR has split folders, and something beside them is not read. Thread-safe (a warning)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,10 @@ def load_splits(
     A DATA_DIR that already has `train/` (and optionally `val/` and `test/`) class folders keeps
     those splits; the missing ones are drawn from `train/`.
 
+    Warns:
+        DuplicatePhotosWarning: naming photos with identical bytes in two classes or splits.
+        IgnoredFoldersWarning: naming folders and photos beside the split folders (never read).
+
     Raises:
         EdgetlError: for bad folders or split fractions.
     """
@@ -185,11 +198,63 @@ def load_splits(
             split: _drawn(predefined["train"], fraction) for split, fraction in fractions.items() if fraction > 0
         }
         parts = {**drawn, **{k: v for k, v in parts.items() if k != "train"}}
+        _warn_ignored_beside_splits(root, predefined)
     else:
         names, pool = scan_classes(root)
         parts = _stratified_split(_subset(pool, subset, rng), {"val": val_split, "test": test_split}, rng)
         origin = {"train": f"{root.name}/", "val": _drawn(root, val_split), "test": _drawn(root, test_split)}
-    return Splits(root, names, parts["train"], parts["val"], parts["test"], origin)
+    splits = Splits(root, names, parts["train"], parts["val"], parts["test"], origin)
+    _warn_duplicates(splits)
+    return splits
+
+
+def _warn_ignored_beside_splits(root: Path, predefined: dict[str, Path]) -> None:
+    """Warn about folders and photos in DATA_DIR beside its split folders: nothing reads them."""
+    used = set(predefined.values())
+    ignored = sorted(
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in root.iterdir()
+        if not p.name.startswith(".") and p not in used and (p.is_dir() or is_image_file(p))
+    )
+    if ignored:
+        warnings.warn(
+            f"Ignored beside the split folders in {root}: {first_few(ignored)}. Only "
+            f"{', '.join(f'{p.name}/' for p in predefined.values())} are read; move those photos into a split "
+            "folder (or out of DATA_DIR).",
+            IgnoredFoldersWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_duplicates(splits: Splits) -> None:
+    """Warn about photos with identical bytes in two classes or two splits, naming them.
+
+    Such a photo can be trained under one label and tested under another, or inflate test
+    accuracy by being seen in training. Only files whose size another file shares are hashed,
+    so a folder without duplicates costs one `stat` per photo.
+    """
+    entries = [(path, split, splits.class_names[label]) for split in SPLIT_NAMES
+               for path, label in zip(getattr(splits, split).files, getattr(splits, split).labels)]
+    by_size: dict[int, list[tuple[Path, str, str]]] = {}
+    for entry in entries:
+        with suppress(OSError):  # a file that cannot be read is reported when the photos are decoded
+            by_size.setdefault(entry[0].stat().st_size, []).append(entry)
+    by_hash: dict[str, list[tuple[Path, str, str]]] = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        for entry in group:
+            with suppress(OSError), open(entry[0], "rb") as handle:
+                by_hash.setdefault(hashlib.file_digest(handle, "sha256").hexdigest(), []).append(entry)
+    clashes = [g for g in by_hash.values() if len({(split, name) for _, split, name in g}) > 1]
+    if clashes:
+        described = [" = ".join(f"{path.relative_to(splits.data_dir)} ({split}, {name})" for path, split, name in g)
+                     for g in clashes]
+        warnings.warn(
+            f"{len(clashes)} photo(s) are duplicated (identical bytes) across classes or splits, so a photo can "
+            f"be trained under one label and tested under another: {first_few(described, sep='; ')}. "
+            "Keep one copy of each.",
+            DuplicatePhotosWarning,
+            stacklevel=3,
+        )
 
 
 def _drawn(folder: Path, fraction: float) -> str:

@@ -1,4 +1,7 @@
-"""Pictures a person would rather look at than JSON: training curves, a confusion matrix, parity."""
+"""Pictures a person would rather look at than JSON: training curves, a confusion matrix, parity.
+
+Every figure has a bounded size whatever the class count. Not thread-safe: pyplot keeps global state.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,16 @@ from typing import Any
 import numpy as np
 
 from edgetl.spec import atomic_path
+
+FULL_MATRIX_MAX_CLASSES = 50
+"""Up to this many classes confusion.png is a matrix and metrics.json holds
+`{split}_confusion_matrix`; past it, the most-confused pairs (`{split}_confused_pairs`)."""
+
+MAX_FIGURE_INCHES = 20.0
+"""No figure side grows past this (2,200 px at the 110 dpi figures are saved with)."""
+
+SUMMARY_ROWS = 25
+"""Bars per panel of the confusion summary drawn past `FULL_MATRIX_MAX_CLASSES` classes."""
 
 
 def pyplot():
@@ -44,24 +57,76 @@ def plot_curves(history: Sequence[dict[str, str]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path, *, title: str = "") -> None:
-    """A confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
+def plot_confusion(metrics: dict[str, Any], split: str, path: Path) -> None:
+    """confusion.png of one held-out split from metrics.json, bounded in size whatever the class count.
+
+    Up to `FULL_MATRIX_MAX_CLASSES` classes it is the matrix with counts in the cells (rows: true
+    class, columns: predicted). Past that a matrix grows with the square of the class count (300
+    classes needed 10.6 GB and 50 s; ~1,000 exceed the renderer's limit), so the figure shows the
+    most-confused pairs and the classes with the lowest recall, at a fixed size. Not thread-safe
+    (pyplot's global state).
+    """
+    if f"{split}_confusion_matrix" in metrics:
+        _plot_matrix(np.array(metrics[f"{split}_confusion_matrix"]), metrics["class_names"], path,
+                     title=f"{split} split")
+    else:
+        _plot_most_confused(metrics[f"{split}_confused_pairs"], metrics[f"{split}_per_class"], path,
+                            title=f"{split} split")
+
+
+def _plot_matrix(matrix: np.ndarray, names: Sequence[str], path: Path, *, title: str) -> None:
     plt = pyplot()
-    size = max(4.0, 0.5 * len(names) + 2)
+    size = min(MAX_FIGURE_INCHES, max(4.0, 0.5 * len(names) + 2))
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(names))
-    ax.set_xticks(ticks, labels=names, rotation=45, ha="right")
-    ax.set_yticks(ticks, labels=names)
+    font = 10 if len(names) <= 30 else 6
+    ax.set_xticks(ticks, labels=[_short(n) for n in names], rotation=45, ha="right", fontsize=font)
+    ax.set_yticks(ticks, labels=[_short(n) for n in names], fontsize=font)
     if len(names) <= 30:
         threshold = matrix.max() / 2 if matrix.size else 0
         for (row, col), count in np.ndenumerate(matrix):
             ax.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix ({title})" if title else "Confusion matrix")
+    ax.set_title(f"Confusion matrix ({title})")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _plot_most_confused(pairs: Sequence[dict[str, Any]], per_class: dict[str, dict[str, Any]], path: Path, *,
+                        title: str) -> None:
+    """Two panels of `SUMMARY_ROWS` bars: the most frequent (true → predicted) mistakes, and the
+    classes with the lowest recall (ties: most photos first)."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 2 + 0.28 * SUMMARY_ROWS))
+    shown = pairs[:SUMMARY_ROWS]
+    y = np.arange(len(shown))
+    left.barh(y, [p["count"] for p in shown], color="tab:red", height=0.6)
+    left.set(yticks=y, yticklabels=[f"{_short(p['true'])} → {_short(p['predicted'])}" for p in shown],
+             ylim=(SUMMARY_ROWS - 0.5, -0.5), xlabel="photos",
+             title=f"Most-confused pairs ({len(shown)} of {len(pairs)})")
+    left.xaxis.get_major_locator().set_params(integer=True)
+    worst = sorted(per_class.items(), key=lambda kv: (kv[1]["recall"], -kv[1]["support"], kv[0]))[:SUMMARY_ROWS]
+    y = np.arange(len(worst))
+    right.barh(y, [100 * c["recall"] for _, c in worst], color="tab:blue", height=0.6)
+    for i, (_, c) in enumerate(worst):
+        right.text(100 * c["recall"], i, f" {100 * c['recall']:.0f}% of {c['support']}", va="center", fontsize=7)
+    right.set(yticks=y, yticklabels=[_short(name) for name, _ in worst], ylim=(SUMMARY_ROWS - 0.5, -0.5),
+              xlim=(0, 125), xticks=[0, 25, 50, 75, 100], xlabel="recall (%)",
+              title=f"Lowest recall ({len(worst)} of {len(per_class)} classes)")
+    for axis in (left, right):
+        axis.tick_params(axis="y", labelsize=7)
+        axis.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Confusion ({title}, {len(per_class)} classes: a full matrix is drawn up to "
+                 f"{FULL_MATRIX_MAX_CLASSES})")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _short(name: str, limit: int = 28) -> str:
+    """A class name cut to `limit` characters for an axis label."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def plot_parity(report: Any, path: Path) -> None:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgetl.spec import escaped
+from edgetl.spec import escaped, first_few
 
 LOG_WIDTH = 10_000
 """Width of a console that writes to a file or pipe: wide enough that no table is cut."""
@@ -152,7 +152,7 @@ def print_export(console: Console, report: Any) -> None:
     console.print(table)
     if report.calibration:
         c = report.calibration
-        counts = f" ({', '.join(f'{k}: {v}' for k, v in c['class_counts'].items())})" if c["class_counts"] else ""
+        counts = f" ({first_few([f'{k}: {v}' for k, v in c['class_counts'].items()])})" if c["class_counts"] else ""
         console.print(f"Calibration: {c['images']} images from {c['source']}{counts}", highlight=False)
     if report.edgetpu_preflight:
         p = report.edgetpu_preflight
@@ -243,8 +243,8 @@ def print_verify(console: Console, report: Any) -> None:
     if note := sample_note(report):
         console.print(note, highlight=False)
     console.print(
-        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.json, verify.md, parity.png "
-        f"in {report.run_dir / 'export'}"
+        f"{'[bold green]PASS[/]' if report.passed else '[bold red]FAIL[/]'}: verify.html, verify.json, verify.md, "
+        f"parity.png in {report.run_dir / 'export'}"
     )
 
 

@@ -130,11 +130,13 @@ MAX_FLIPS = 20
 
 
 def flipped_photos(paths: Sequence[Path], ref_probs: np.ndarray, outputs: dict[str, np.ndarray | None],
-                   labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+                   labels: Sequence[str], truth: np.ndarray | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per artefact, the photos whose top-1 differs from the float model's, closest calls first.
 
     Each entry names the photo and both models' top class and score: a flip between two classes
     the float model scored 0.51/0.49 is rounding; one it scored 0.95 points at a broken layer.
+    With `truth` (class indices, -1 for an unlabelled photo) each entry also has the photo's
+    `label` (None when unknown).
     """
     ref_top = ref_probs.argmax(1)
     found = {}
@@ -146,7 +148,9 @@ def flipped_photos(paths: Sequence[Path], ref_probs: np.ndarray, outputs: dict[s
         found[fmt] = [{"image": str(paths[i]),
                        "float": {"label": labels[ref_top[i]], "score": round(float(ref_probs[i, ref_top[i]]), 4)},
                        "artefact": {"label": labels[int(probs[i].argmax())], "score": round(float(probs[i].max()), 4),
-                                    "float_label_score": round(float(probs[i, ref_top[i]]), 4)}} for i in rows]
+                                    "float_label_score": round(float(probs[i, ref_top[i]]), 4)}}
+                      | ({} if truth is None else {"label": labels[truth[i]] if truth[i] >= 0 else None})
+                      for i in rows]
     return {fmt: rows for fmt, rows in found.items() if rows}
 
 

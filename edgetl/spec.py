@@ -19,7 +19,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,15 @@ def escaped(text: str) -> str:
 def printable(text: str) -> str:
     """`text` quoted, with control characters and undecodable bytes escaped: safe for a terminal."""
     return ascii(text) if LINE_BREAKING.search(text) or any("\udc80" <= c <= "\udcff" for c in text) else repr(text)
+
+
+def first_few(items: Sequence[str], *, limit: int = 10, sep: str = ", ") -> str:
+    """The first `limit` items joined, then "and N more": a message stays short at 1,000 classes.
+
+    Thread-safe (a pure function).
+    """
+    more = len(items) - limit
+    return sep.join(items[:limit]) + (f"{sep}and {more} more" if more > 0 else "")
 
 
 def check_regular_file(path: Path, what: str) -> None:

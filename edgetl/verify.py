@@ -241,7 +241,7 @@ def verify(
     report = VerifyReport(
         run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,
         results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
-        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels),
+        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels, truth),
     )
     if write:
         with disk_errors(f"the parity reports into {export_dir}"):

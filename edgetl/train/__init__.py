@@ -301,14 +301,8 @@ def _write_run(
     _write_history(work / "history.csv", history)
     write_text_atomic(work / "metrics.json", json.dumps(metrics, indent=2))
     plot_curves(history, work / "curves.png")
-    if "test_confusion_matrix" in metrics or "val_confusion_matrix" in metrics:
-        split = "test" if "test_confusion_matrix" in metrics else "val"
-        plot_confusion(
-            np.array(metrics[f"{split}_confusion_matrix"]),
-            splits.class_names,
-            work / "confusion.png",
-            title=f"{split} split",
-        )
+    if split := next((s for s in ("test", "val") if f"{s}_accuracy" in metrics), None):
+        plot_confusion(metrics, split, work / "confusion.png")
     keras.mixed_precision.set_global_policy("float32")
 
 

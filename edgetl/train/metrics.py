@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from edgetl import distributed
 from edgetl._version import __version__
 from edgetl.data import Splits
+from edgetl.plots import FULL_MATRIX_MAX_CLASSES
 from edgetl.spec import PreprocessingSpec
 
 if TYPE_CHECKING:
@@ -84,18 +86,38 @@ def _learning_check(report: dict[str, Any], arrays: dict[str, tuple[np.ndarray, 
 def _classification_report(
     split: str, truth: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, Any]:
-    confusion = np.zeros((len(names), len(names)), dtype=int)
-    np.add.at(confusion, (truth, predicted), 1)
-    per_class = {}
-    for i, name in enumerate(names):
-        tp = confusion[i, i]
-        per_class[name] = {
-            "precision": round(float(tp / confusion[:, i].sum()), 4) if confusion[:, i].sum() else 0.0,
-            "recall": round(float(tp / confusion[i].sum()), 4) if confusion[i].sum() else 0.0,
-            "support": int(confusion[i].sum()),
+    """Accuracy, per-class precision/recall and the confusion, in memory linear in the photos.
+
+    A dense matrix is kept only up to `FULL_MATRIX_MAX_CLASSES` classes; past that the confused
+    (true, predicted) pairs are listed instead: at 1,000 classes the dense matrix would be a
+    million cells in metrics.json, nearly all zero.
+    """
+    classes = len(names)
+    support = np.bincount(truth, minlength=classes)
+    predicted_count = np.bincount(predicted, minlength=classes)
+    correct = np.bincount(truth[truth == predicted], minlength=classes)
+    per_class = {
+        name: {
+            "precision": round(float(correct[i] / predicted_count[i]), 4) if predicted_count[i] else 0.0,
+            "recall": round(float(correct[i] / support[i]), 4) if support[i] else 0.0,
+            "support": int(support[i]),
         }
-    return {
-        f"{split}_accuracy": round(float(np.mean(truth == predicted)), 4),
-        f"{split}_per_class": per_class,
-        f"{split}_confusion_matrix": confusion.tolist(),
+        for i, name in enumerate(names)
     }
+    report = {f"{split}_accuracy": round(float(np.mean(truth == predicted)), 4), f"{split}_per_class": per_class}
+    if classes <= FULL_MATRIX_MAX_CLASSES:
+        confusion = np.zeros((classes, classes), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        return report | {f"{split}_confusion_matrix": confusion.tolist()}
+    return report | {f"{split}_confused_pairs": confused_pairs(truth, predicted, names)}
+
+
+def confused_pairs(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (true, predicted) pair of different classes that occurs, most frequent first.
+
+    Thread-safe (a pure function). Its length is bounded by the photos, not the class count.
+    """
+    wrong = truth != predicted
+    cells, counts = np.unique(np.stack([truth[wrong], predicted[wrong]], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((cells[:, 1], cells[:, 0], -counts)) if len(counts) else []
+    return [{"true": names[cells[i, 0]], "predicted": names[cells[i, 1]], "count": int(counts[i])} for i in order]
