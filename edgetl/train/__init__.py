@@ -32,6 +32,7 @@ from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
 from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
+from edgetl.hub_run import keep_hub_backbone
 from edgetl.rundir import write_run
 from edgetl.safety import (
     WriteError,
@@ -296,6 +297,7 @@ def _write_run(
         edgetl_version=__version__,
     )
     write_run(work, _float32_copy(model), metadata)
+    keep_hub_backbone(work, model)  # what export and verify rebuild a hub run from, safe mode on
     write_text_atomic(work / "splits.json", splits.to_json())
     history = _merge_histories(work / "stages")
     _write_history(work / "history.csv", history)
