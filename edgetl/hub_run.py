@@ -95,7 +95,8 @@ def check_hub_copy(run_dir: Path) -> dict[str, Any]:
         raise EdgetlError(f"{RECORD} is malformed ({e}). Received: {run_dir / RECORD}") from e
     folder = run_dir / FOLDER
     if not folder.is_dir():
-        raise EdgetlError(f"This hub run has no copy of its SavedModel ({FOLDER}/); train it again. Received: {run_dir}")
+        raise EdgetlError(f"This hub run has no copy of its SavedModel ({FOLDER}/); train it again. "
+                          f"Received: {run_dir}")
     if folder_sha256(folder) != recorded:
         raise EdgetlError(
             f"{folder} is not the SavedModel this run was trained on (its SHA-256 differs from {RECORD}): "

@@ -38,7 +38,7 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
             what = str(e).split(". ")[0]  # Keras names the layer: a `Lambda`, a `TFSMLayer`
             raise EdgetlError(
                 f"Cannot load {model_path}: it holds code or an external SavedModel that Keras' safe_mode "
-                f"refuses to load ({what}), and edgetl never turns safe mode off. A hub: run trained before edgetl kept "
+                f"refuses to load ({what}), and edgetl never turns safe mode off. A hub: run made before edgetl kept "
                 "its SavedModel (hub.json) cannot be loaded: train it again."
             ) from e
         raise EdgetlError(f"Cannot load {model_path} ({type(e).__name__}: {e})") from e

@@ -152,12 +152,14 @@ def test_tampered_or_missing_hub_saved_model_is_refused(hub_run: Path, tmp_path:
     assert verified.exit_code != 0 and "SHA-256 differs" in verified.stderr
 
 
-def test_hub_fine_tune_is_refused_with_the_reason(hub_saved_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["fine-tune", "full"])
+def test_hub_fine_tune_is_refused_with_the_reason(hub_saved_model: Path, tmp_path: Path, strategy: str) -> None:
+    """No silent fallback: the SavedModel's layers cannot be unfrozen, so training them is refused."""
     photos = shared_path("data", "cats_vs_dogs", "train")
     result = runner.invoke(app, ["train", str(photos), "--out", str(tmp_path / "run"), "--backbone",
-                                 f"hub:{hub_saved_model}", "--image-size", str(SIZE), "--strategy", "fine-tune"])
+                                 f"hub:{hub_saved_model}", "--image-size", str(SIZE), "--strategy", strategy])
     assert result.exit_code == 2 and "frozen SavedModel and cannot be fine-tuned" in result.stderr
-    assert not (tmp_path / "run").exists()
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_rebuilt_hub_classifier_is_the_trained_one(hub_run: Path) -> None:

@@ -166,9 +166,12 @@ def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overw
     if out.exists() and not (overwrite or resume):
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
     check_replaceable(out, "run")
-    if backbone.is_hub and options.strategy_spec.fine_tunes:
+    if backbone.is_hub and (options.strategy_spec.fine_tunes or options.strategy == "full"):
+        # Its layers are inside the SavedModel (a TFSMLayer), not Keras layers to unfreeze: training
+        # would quietly keep them frozen and train the head alone.
         raise EdgetlError(
-            f"A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy={options.strategy!r}"
+            "A hub backbone is a frozen SavedModel and cannot be fine-tuned: its layers are not Keras layers to "
+            f"unfreeze. Use --strategy feature-extract or linear. Received: strategy={options.strategy!r}"
         )
     if not options.strategy_spec.pretrained and backbone.weights not in ("imagenet", "none"):
         raise EdgetlError(
