@@ -55,7 +55,7 @@ def keep_hub_backbone(run_dir: Path, model: keras.Model) -> None:
     if not source.is_dir():
         raise EdgetlError(f"The hub SavedModel the model was built from is gone. Received: {source}")
     shutil.copytree(source, Path(run_dir) / FOLDER, dirs_exist_ok=True)
-    record = {"saved_model": FOLDER, "sha256": folder_sha256(Path(run_dir) / FOLDER), "source": str(source),
+    record = {"sha256": folder_sha256(Path(run_dir) / FOLDER), "source": str(source),
               "head_dropout": _head_dropout(model)}
     write_text_atomic(Path(run_dir) / RECORD, json.dumps(record, indent=2) + "\n")
 
