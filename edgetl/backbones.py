@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HUB_PREFIX = "hub:"
+HUB_LAYER = "edgetl_hub"
+"""The name of a hub backbone's `TFSMLayer` (`edgetl.hub_run` finds it by name)."""
+HEAD_DROPOUT = "edgetl_head_dropout"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,9 +195,8 @@ def _load_weights_file(model: keras.Model, path: Path, name: str) -> None:
 def _build_hub_backbone(options: BackboneOptions) -> keras.Model:
     """A TF-Hub feature-vector model (a handle or a local SavedModel directory).
 
-    `hub.KerasLayer` does not work inside Keras 3 models, so the SavedModel that
-    `tensorflow_hub.resolve` downloads (or finds locally) is wrapped in `keras.layers.TFSMLayer`.
-    Hub image models take RGB values in [0, 1].
+    `tensorflow_hub.resolve` downloads the handle (or finds it in its cache or on disk); the
+    SavedModel folder it returns is wrapped by `hub_backbone_from_folder`.
     """
     import keras
 
@@ -211,10 +213,24 @@ def _build_hub_backbone(options: BackboneOptions) -> keras.Model:
     handle = options.name[len(HUB_PREFIX):]
     try:
         path = hub.resolve(handle)
-        layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default", trainable=False, name="edgetl_hub")
     except Exception as e:  # hub raises assorted errors for bad handles, offline use, bad folders
         raise EdgetlError(f"Cannot load hub backbone. Received: {handle!r} ({str(e).splitlines()[0][:200]})") from e
-    inputs = keras.Input((options.size, options.size, 3), name="hub_pixels")
+    return hub_backbone_from_folder(Path(path), options.size, handle)
+
+
+def hub_backbone_from_folder(folder: Path, size: int, handle: str) -> keras.Model:
+    """A SavedModel folder as a headless backbone: `keras.layers.TFSMLayer` on its serving signature.
+
+    `hub.KerasLayer` does not work inside Keras 3 models; `TFSMLayer` does, and converts to TFLite
+    and ONNX. Hub image models take RGB values in [0, 1]. `handle` only names it in errors.
+    """
+    import keras
+
+    try:
+        layer = keras.layers.TFSMLayer(str(folder), call_endpoint="serving_default", trainable=False, name=HUB_LAYER)
+    except Exception as e:  # TensorFlow raises assorted errors for a folder that is no SavedModel
+        raise EdgetlError(f"Cannot load hub backbone. Received: {handle!r} ({str(e).splitlines()[0][:200]})") from e
+    inputs = keras.Input((size, size, 3), name="hub_pixels")
     outputs = layer(inputs)
     if isinstance(outputs, dict):
         outputs = next(iter(outputs.values()))
@@ -281,7 +297,7 @@ def build_head(num_classes: int, dropout: float) -> keras.Model:
 
     layers: list[keras.Layer] = []
     if dropout > 0:
-        layers.append(keras.layers.Dropout(dropout, name="edgetl_head_dropout"))
+        layers.append(keras.layers.Dropout(dropout, name=HEAD_DROPOUT))
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="edgetl_probs", dtype="float32"))
     return keras.Sequential(layers, name="edgetl_head")
 

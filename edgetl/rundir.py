@@ -27,17 +27,19 @@ def load_run(run_dir: Path) -> tuple[Any, ModelMetadata]:
     run_dir = Path(run_dir)
     model_path = check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
-    import keras
+    from edgetl.hub_run import load_classifier
 
     try:
-        model = keras.saving.load_model(model_path, safe_mode=True)
+        model = load_classifier(model_path, meta)
+    except EdgetlError:
+        raise
     except Exception as e:  # keras raises ValueError, OSError, TypeError... for a bad file
         if "safe_mode" in str(e):  # a Lambda layer, or a hub backbone's external SavedModel (TFSMLayer)
             what = str(e).split(". ")[0]  # Keras names the layer: a `Lambda`, a `TFSMLayer`
             raise EdgetlError(
                 f"Cannot load {model_path}: it holds code or an external SavedModel that Keras' safe_mode "
-                f"refuses to load ({what}), and edgetl never turns safe mode off. Runs on a hub: backbone train and "
-                "predict in Keras but cannot be exported yet; train on a Keras backbone (e.g. --backbone mobilenet_v2)."
+                f"refuses to load ({what}), and edgetl never turns safe mode off. A hub: run made before edgetl kept "
+                "its SavedModel (hub.json) cannot be loaded: train it again."
             ) from e
         raise EdgetlError(f"Cannot load {model_path} ({type(e).__name__}: {e})") from e
     height, width = meta.preprocessing.image_size

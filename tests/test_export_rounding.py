@@ -62,8 +62,8 @@ def test_rounded_copy_keeps_the_model_and_puts_every_kernel_on_its_grid(tiny_run
 
 
 def test_default_export_rounds_both_int8_formats(exported: Exported) -> None:
-    assert exported.report.quantization == {"tflite-int8": {"recipe": "gptq", "trials": {}},
-                                            "onnx-int8": {"recipe": "gptq", "trials": {}}}
+    assert exported.report.quantization == {"tflite-int8": {"recipe": "gptq", "trials": {}, "weights_rounded": True},
+                                            "onnx-int8": {"recipe": "gptq", "trials": {}, "weights_rounded": True}}
 
 
 def test_onnx_int8_stores_the_rounded_weights_on_the_tflite_grid(exported: Exported) -> None:

@@ -44,9 +44,7 @@ class ExportSource:
         weights (`recipes.ROUNDS_WEIGHTS`) a copy with GPTQ-rounded kernels and its normalization
         on the int8 grid, made once and shared by every int8 format (`edgetl.export.rounding`).
         Parity is still judged against this source's model."""
-        from edgetl.export import recipes
-
-        if recipe not in recipes.ROUNDS_WEIGHTS:
+        if not self.rounded_weights(recipe):
             return self
         if self._rounded is None:
             from edgetl.export import rounding
@@ -54,6 +52,18 @@ class ExportSource:
             self._rounded = dataclasses.replace(self, model=rounding.gptq_copy(self.model, calib), validation=None,
                                                 _saved_model={}, _onnx={}, _validation_scores=None)
         return self._rounded
+
+    def rounded_weights(self, recipe: str) -> bool:
+        """Whether `recipe` converts GPTQ-rounded kernels: False for a recipe that does not round, and for a
+        model with no Keras convolution to round (a hub backbone's are inside its SavedModel, which the
+        converters quantize by min/max), so gptq converts it as minmax does and export.json says so."""
+        from edgetl.export import recipes
+
+        if recipe not in recipes.ROUNDS_WEIGHTS:
+            return False
+        from edgetl.export import rounding
+
+        return rounding.has_roundable_layers(self.model)
 
     def validation_disagreements(self, run: Callable[[np.ndarray], np.ndarray]) -> int | None:
         """Validation photos whose top-1 under `run` (float32 pixels -> scores) differs from the float model's.

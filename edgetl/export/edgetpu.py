@@ -210,4 +210,5 @@ def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
     return tflite.finish(source, compiled, "edgetpu", out, quantization=f"full integer int8 ({opts.io_dtype} io), "
                          "compiled for the Edge TPU", edgetpu_compiler_log=log.strip()[-2000:],
                          quantization_recipe=recipe, quantization_trials=tried,
+                         weights_rounded=source.rounded_weights(recipe),
                          calibration_images=int(len(calib)) if calib is not None else 0)

@@ -84,14 +84,14 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
     with tempfile.TemporaryDirectory(prefix="onnx_int8_", dir=source.workdir) as tmp:
 
         def build(recipe: str) -> Path:
-            weights = "rounded" if recipe in recipes.ROUNDS_WEIGHTS else "float"
+            weights = "rounded" if source.rounded_weights(recipe) else "float"
             prep_path = Path(tmp) / f"prep_{weights}.onnx"
             if not prep_path.exists():
                 float_path = Path(tmp) / f"{weights}.onnx"
                 float_path.write_bytes(source.int8_source(recipe, calib).onnx_float(opts.onnx_opset))
                 # skip_symbolic_shape: the symbolic pass needs sympy and the shapes here are static anyway.
                 quant_pre_process(float_path, prep_path, skip_symbolic_shape=True)
-            return _quantize(prep_path, Path(tmp) / f"{recipe}.onnx", calib, recipe)
+            return _quantize(prep_path, Path(tmp) / f"{recipe}.onnx", calib, recipe, weights == "rounded")
 
         recipe, q_path, tried = recipes.pick(opts.quantization, build,
                                              lambda path: source.validation_disagreements(_session_runner(path)))
@@ -99,10 +99,11 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
     return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,
                   quantization="onnxruntime static QDQ, uint8 activations, per-channel uint8 weights, "
                   f"{recipe} recipe",
-                  quantization_recipe=recipe, quantization_trials=tried, calibration_images=int(len(calib)))
+                  quantization_recipe=recipe, quantization_trials=tried, calibration_images=int(len(calib)),
+                  weights_rounded=source.rounded_weights(recipe))
 
 
-def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str) -> Path:
+def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str, rounded: bool) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -114,7 +115,7 @@ def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str) -> 
             return None if i is None else {INPUT_NAME: calib[i : i + 1].astype(np.float32)}
 
     calibration = recipes.onnx_calibration(recipe)
-    if recipe in recipes.ROUNDS_WEIGHTS:
+    if rounded:  # on the grid the kernels were rounded to
         calibration["extra_options"] = {**calibration.get("extra_options", {}),
                                         "TensorQuantOverrides": _converter_weight_grid(prep_path)}
     quantize_static(prep_path, q_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,

@@ -211,11 +211,11 @@ _BUILT: dict[str, Any] = {}
 
 
 def _saved_model_from_file(model_file: Path, metadata: ModelMetadata, folder: Path) -> Path:
-    """In the worker: load model.keras (safe mode on) and write its SavedModel under `folder`."""
-    import keras
+    """In the worker: load model.keras (safe mode on; a hub run rebuilt) and write its SavedModel under `folder`."""
+    from edgetl.hub_run import load_classifier
 
     try:
-        model = keras.saving.load_model(model_file, safe_mode=True)
+        model = load_classifier(model_file, metadata)
         _BUILT["path"] = ExportSource(model=model, metadata=metadata, workdir=folder).saved_model()
     except Exception as e:
         _BUILT["error"] = e

@@ -139,6 +139,7 @@ def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
             used[r.format] = {
                 "recipe": extra.get("quantization_recipe"),
                 "trials": extra.get("quantization_trials") or {},
+                "weights_rounded": extra.get("weights_rounded"),
             }
     return used
 

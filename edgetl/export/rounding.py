@@ -117,6 +117,11 @@ class _GridAlignedRescaling(keras.layers.Layer):
         return (x - 127.0) * self.scale
 
 
+def has_roundable_layers(model: Any) -> bool:
+    """Whether `model` has a Keras convolution `gptq_copy` rounds (a `TFSMLayer`'s are not Keras layers)."""
+    return any(_is_rounded(layer) for layer in model._flatten_layers())
+
+
 def _is_rounded(layer: Any) -> bool:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return False

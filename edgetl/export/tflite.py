@@ -125,4 +125,5 @@ def export_tflite_int8(source: ExportSource, opts: ExportOptions, out: Path, cal
     return finish(source, data, "tflite-int8", out,
                   quantization=f"full integer int8, {opts.io_dtype} input/output, per-channel weights, "
                   f"{recipe} recipe", quantization_recipe=recipe, quantization_trials=tried,
+                  weights_rounded=source.rounded_weights(recipe),
                   calibration_images=int(len(calib)) if calib is not None else 0)

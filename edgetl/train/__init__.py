@@ -32,6 +32,7 @@ from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
 from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
+from edgetl.hub_run import keep_hub_backbone
 from edgetl.rundir import write_run
 from edgetl.safety import (
     WriteError,
@@ -165,9 +166,12 @@ def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overw
     if out.exists() and not (overwrite or resume):
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
     check_replaceable(out, "run")
-    if backbone.is_hub and options.strategy_spec.fine_tunes:
+    if backbone.is_hub and (options.strategy_spec.fine_tunes or options.strategy == "full"):
+        # Its layers are inside the SavedModel (a TFSMLayer), not Keras layers to unfreeze: training
+        # would quietly keep them frozen and train the head alone.
         raise EdgetlError(
-            f"A hub backbone is a frozen SavedModel and cannot be fine-tuned. Received: strategy={options.strategy!r}"
+            "A hub backbone is a frozen SavedModel and cannot be fine-tuned: its layers are not Keras layers to "
+            f"unfreeze. Use --strategy feature-extract or linear. Received: strategy={options.strategy!r}"
         )
     if not options.strategy_spec.pretrained and backbone.weights not in ("imagenet", "none"):
         raise EdgetlError(
@@ -296,6 +300,7 @@ def _write_run(
         edgetl_version=__version__,
     )
     write_run(work, _float32_copy(model), metadata)
+    keep_hub_backbone(work, model)  # what export and verify rebuild a hub run from, safe mode on
     write_text_atomic(work / "splits.json", splits.to_json())
     history = _merge_histories(work / "stages")
     _write_history(work / "history.csv", history)
