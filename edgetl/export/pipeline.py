@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from edgetl import float_reference
+from edgetl.verify import float_reference
 from edgetl.errors import EdgetlError
 from edgetl.export import FORMATS, ExportOptions, ExportReport, ExportResult, calibration
 from edgetl.export.common import ExportSource, sidecar_path

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
+from edgetl.train import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
@@ -105,7 +105,7 @@ def train(
         EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
     """
     backbone = backbone or BackboneOptions()
-    from edgetl.train_input import default_batch_size  # imports keras
+    from edgetl.train.inputs import default_batch_size  # imports keras
 
     distributed.initialize()
     options = options or TrainOptions()

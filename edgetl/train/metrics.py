@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
+from edgetl.train import distributed
 from edgetl._version import __version__
 from edgetl.data import Splits
 from edgetl.spec import PreprocessingSpec

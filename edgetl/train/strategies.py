@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
+from edgetl.train import distributed
 from edgetl.backbones import (
     BackboneOptions,
     build_classifier,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgetl import sample_gate
+from edgetl.verify import sample_gate
 
 if TYPE_CHECKING:
     from edgetl.verify import ParityResult, VerifyReport

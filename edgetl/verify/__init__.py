@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from edgetl import float_reference, sample_gate
+from edgetl.verify import float_reference, sample_gate
 from edgetl._callable import make_callable
 from edgetl.errors import EdgetlError
-from edgetl.float_reference import BATCH, keras_latency, latency
-from edgetl.reports import render_markdown, sample_note, write_reports
+from edgetl.verify.float_reference import BATCH, keras_latency, latency
+from edgetl.verify.reports import render_markdown, sample_note, write_reports
 from edgetl.runtime.image import is_image_file
 from edgetl.runtime.pipeline import decode_workers
 from edgetl.safety import check_manifest, check_number, disk_errors, vouched_for
