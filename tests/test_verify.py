@@ -17,8 +17,8 @@ from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS
 from edgetl.rundir import read_split
-from edgetl.verify.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
 from edgetl.verify import VerifyReport, render_markdown, sample_note, verify
+from edgetl.verify.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
 
 runner = CliRunner()
 

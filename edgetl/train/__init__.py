@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.train import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
@@ -41,17 +40,11 @@ from edgetl.safety import (
     publish,
 )
 from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
+from edgetl.train import distributed
 from edgetl.train.metrics import evaluate
-from edgetl.train.options import TrainOptions, TrainResult
+from edgetl.train.options import DEFAULT_EPOCHS, SCRATCH_EPOCHS, STRATEGY_TABLE, TrainOptions, TrainResult
 from edgetl.train.resume import check_resume, partial_dir, partial_path, run_identity
-from edgetl.train.strategies import (
-    DEFAULT_EPOCHS,
-    FULL_BATCH_NORM_MOMENTUM,
-    SCRATCH_EPOCHS,
-    STRATEGY_TABLE,
-    fit_strategy,
-    with_augmentation,
-)
+from edgetl.train.strategies import FULL_BATCH_NORM_MOMENTUM, fit_strategy, with_augmentation
 
 make_callable(__name__)  # `edgetl.train(...)` runs `train()` below
 

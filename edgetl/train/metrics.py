@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.train import distributed
 from edgetl._version import __version__
 from edgetl.data import Splits
 from edgetl.spec import PreprocessingSpec
+from edgetl.train import distributed
 
 if TYPE_CHECKING:
     import keras

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.train import distributed
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_replaceable, read_marker, write_marker
 from edgetl.spec import atomic_path, make_folder, write_text_atomic
+from edgetl.train import distributed
 
 if TYPE_CHECKING:
     import keras

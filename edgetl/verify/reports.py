@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from edgetl.verify import sample_gate
 
 if TYPE_CHECKING:
-    from edgetl.verify import ParityResult, VerifyReport
+    from edgetl.verify.results import ParityResult, VerifyReport
 
 
 def sample_note(report: VerifyReport) -> str:
