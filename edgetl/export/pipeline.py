@@ -62,7 +62,7 @@ def build_export(
     The report names `shown_as` (where `out_dir` will finally be) when given. `validation` holds
     the validation photos `--quantization auto` ranks recipes on. `worker` is a conversion worker
     already started (`conversion_worker`); without one, a worker is started here if it pays off.
-    The float model's scores on the `held_out` photos are recorded for verify (`edgetl.float_reference`).
+    The float model's scores on the `held_out` photos are recorded for verify (`edgetl.verify.float_reference`).
     """
     start = time.perf_counter()
     formats = options.resolved_formats

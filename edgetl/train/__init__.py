@@ -227,7 +227,7 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
     parallel = parallel or distributed.process_count() > 1
     if parallel:
         _check_data_parallel(devices, options)
-        # Each process feeds its own shard already (`edgetl.distributed`): Keras must not shard again.
+        # Each process feeds its own shard already (`edgetl.train.distributed`): Keras must not shard again.
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
     try:
         with keras.device(devices[0]) if options.device == "cpu" and not parallel else nullcontext():

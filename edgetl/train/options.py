@@ -64,7 +64,7 @@ class TrainOptions:
         fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
             excepted, they stay frozen) are trained in the fine-tuning stage. Defaults to `10`.
         batch_size: Images per step. `None` means 32 on a CPU, and 128 on a GPU with both
-            learning rates scaled by sqrt(128/32) (see `edgetl.train_input.default_batch_size`).
+            learning rates scaled by sqrt(128/32) (see `edgetl.train.inputs.default_batch_size`).
         learning_rate: Learning rate of the head (and of `scratch`). Defaults to `1e-3`.
         fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
         dropout: Dropout before the new softmax layer. Defaults to `0.2`.

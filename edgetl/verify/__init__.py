@@ -62,7 +62,7 @@ def verify(
             agreement only. Defaults to `None`.
         min_agreement: Override of every format's minimum top-1 agreement. Defaults to `None`
             (each format's `Parity.min_agreement`, 0.98). Both this and `max_accuracy_drop` are
-            judged as counts of photos with `edgetl.sample_gate` (an artefact fails when the
+            judged as counts of photos with `edgetl.verify.sample_gate` (an artefact fails when the
             sample shows, at 95% confidence, that it misses the threshold).
         max_accuracy_drop: Override of the maximum accuracy loss (0.02 = 2 points). Defaults to `None`.
         max_images: Compare at most this many images, drawn with `seed`. Defaults to `None` (all).
