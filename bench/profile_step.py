@@ -30,7 +30,7 @@ def trace_steps(args: argparse.Namespace, trace_dir: Path) -> None:
     import keras
 
     from edgetl.backbones import BackboneOptions, build_backbone, build_classifier, build_head
-    from edgetl.train_input import ShuffledBatches, fits_on_device
+    from edgetl.train.inputs import ShuffledBatches, fits_on_device
 
     keras.mixed_precision.set_global_policy({"float32": "float32", "bf16": "mixed_bfloat16"}[args.precision])
     model = build_classifier(build_backbone(BackboneOptions(image_size=args.image_size, weights="none")), "tf",

@@ -4,7 +4,7 @@ Both sides train MobileNetV2 (every layer, Adam, the same batch, size and precis
 same uint8 decoded-image array (edgetl's decoded cache with `--data DIR`, else random pixels),
 each through its real input path:
 
-- edgetl: `fit` on the batches `train` feeds (`edgetl.train_input`): the uint8 set kept on the
+- edgetl: `fit` on the batches `train` feeds (`edgetl.train.inputs`): the uint8 set kept on the
   device and gathered there per step when it fits, else gathered by host threads that prefetch
   to the device; the cast, scaling and (for `keras_augmented`) augmentation run in the step;
 - torch, two loaders: `dataloader` (DataLoader workers, pinned memory, non-blocking copies; the
@@ -61,7 +61,7 @@ def keras_rate(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, *, augmen
 
     from edgetl.backbones import BackboneOptions, build_backbone, build_classifier, build_head
     from edgetl.train import TrainOptions, with_augmentation
-    from edgetl.train_input import ShuffledBatches, fits_on_device
+    from edgetl.train.inputs import ShuffledBatches, fits_on_device
 
     policy = {"float32": "float32", "bf16": "mixed_bfloat16"}[args.precision]
     keras.mixed_precision.set_global_policy(policy)

@@ -35,7 +35,7 @@ from edgetl.verify import verify
 
 PIPELINE = importlib.import_module("edgetl.runtime.pipeline")
 VERIFY = importlib.import_module("edgetl.verify")  # the module: `edgetl.verify` is also the function
-RECORDED = importlib.import_module("edgetl.float_reference")
+RECORDED = importlib.import_module("edgetl.verify.float_reference")
 
 TARGET = 0.5
 LATENCY_FIELDS = ("latency_ms_p50", "latency_ms_p95")

@@ -6,7 +6,7 @@ loads none of the training or export stack.
 """
 
 STRATEGIES = ("feature-extract", "fine-tune", "scratch", "linear", "full")
-"""`TrainOptions.strategy`: the rows of `edgetl.train.strategies.STRATEGY_TABLE`, in this order."""
+"""`TrainOptions.strategy`: the rows of `edgetl.train.options.STRATEGY_TABLE`, in this order."""
 DEVICES = ("auto", "gpu", "cpu")
 """`TrainOptions.device`."""
 PRECISIONS = ("float32", "mixed")

@@ -191,7 +191,7 @@ def _threshold_summary(report: Any, key: str, show: Callable[[float], str]) -> s
 
 def print_verify(console: Console, report: Any) -> None:
     """The parity table, thresholds, skipped formats and the verdict."""
-    from edgetl.reports import sample_note
+    from edgetl.verify.reports import sample_note
 
     ref = report.reference
     acc = "n/a" if ref["accuracy"] is None else f"{ref['accuracy']:.2%}"

@@ -221,7 +221,7 @@ def test_the_worker_process_takes_the_largest_tflite_formats_only_when_it_pays()
 
 
 def test_only_expected_errors_count_as_a_failed_format(tmp_path: Path) -> None:
-    from edgetl.export.pipeline import timed
+    from edgetl.export.parallel import timed
 
     result = timed("onnx", lambda: (_ for _ in ()).throw(EdgetlError("the model has an op ONNX lacks")))
     assert result.path is None and result.error == "EdgetlError: the model has an op ONNX lacks"

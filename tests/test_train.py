@@ -155,9 +155,10 @@ def test_train_output_in_a_log_is_plain_and_json_is_clean(colour_photos: Path, t
 
 def test_the_strategy_table_has_one_row_per_choice_in_order() -> None:
     from edgetl.choices import STRATEGIES
-    from edgetl.train.strategies import STRATEGY_TABLE
+    from edgetl.train.options import STRATEGY_TABLE
+    from edgetl.train.strategies import FITS
 
-    assert tuple(STRATEGY_TABLE) == STRATEGIES
+    assert tuple(STRATEGY_TABLE) == tuple(FITS) == STRATEGIES
     assert [name for name, row in STRATEGY_TABLE.items() if not row.pretrained] == ["scratch"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgetl.train import TrainOptions
-from edgetl.train_input import ShuffledBatches, default_batch_size, epoch_order
+from edgetl.train.inputs import ShuffledBatches, default_batch_size, epoch_order
 
 jax = pytest.importorskip("jax", reason="the device input path runs on JAX (pip install 'jax[cpu]')")
 

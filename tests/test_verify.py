@@ -17,8 +17,8 @@ from edgetl.cli import app
 from edgetl.errors import EdgetlError
 from edgetl.export import ALL_FORMATS
 from edgetl.rundir import read_split
-from edgetl.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
 from edgetl.verify import VerifyReport, render_markdown, sample_note, verify
+from edgetl.verify.sample_gate import allowed_count, flipped_photos, judge_sample, wilson_interval
 
 runner = CliRunner()
 
@@ -132,7 +132,7 @@ def test_altered_recorded_scores_are_ignored_and_the_model_runs(exported: Export
 
 
 def test_recorded_scores_are_found_by_path_and_content_only(tmp_path: Path) -> None:
-    from edgetl.float_reference import FILE, lookup
+    from edgetl.verify.float_reference import FILE, lookup
 
     photos = []
     for i, colour in enumerate(((200, 30, 30), (30, 180, 40))):

@@ -261,7 +261,7 @@ def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportRep
     """
     from edgetl.export.parallel import conversion_worker
     from edgetl.export.pipeline import GOLDEN_IMAGES, build_export
-    from edgetl.sample_gate import held_out_split
+    from edgetl.verify.sample_gate import held_out_split
 
     run_dir = Path(run_dir)
     check_formats_options(options)

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -26,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.export import recipes
+from edgetl.export import ExportResult, recipes
 from edgetl.export.common import ExportSource
 from edgetl.safety import temporary_folder
 from edgetl.spec import ModelMetadata
 
 if TYPE_CHECKING:
-    from edgetl.export import ExportOptions, ExportResult
+    from edgetl.export import ExportOptions
 
 logger = logging.getLogger("edgetl.export")
 
@@ -108,7 +109,6 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     finishes its share.
     """
     from edgetl.export import FORMATS, artefact_path
-    from edgetl.export.pipeline import timed
 
     def here(fmt: str) -> ExportResult:
         return timed(fmt, lambda: FORMATS[fmt].fn(source, options, artefact_path(out_dir, fmt), calib))
@@ -164,7 +164,6 @@ def _die_with_parent() -> None:
 
 def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
     """The worker's result; a worker that died (out of memory, killed) fails its formats like a converter."""
-    from edgetl.export.pipeline import log_outcome, timed
 
     try:
         result = future.result()
@@ -231,7 +230,6 @@ def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path
     worker runs its tasks in order); a failure to build it is this format's failure.
     """
     from edgetl.export import FORMATS
-    from edgetl.export.pipeline import timed
 
     def convert() -> Path:
         if saved_model is None and "path" not in _BUILT:
@@ -242,3 +240,49 @@ def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path
         return FORMATS[fmt].fn(source, options, out, calib)
 
     return timed(fmt, convert)
+
+
+def timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:
+    """Run one conversion, log it, and make a converter's error this format's failed result."""
+    start = time.perf_counter()
+    logger.info("%s: converting", fmt)
+    try:
+        path = fn()
+    except _converter_errors() as e:  # reported as this format's failure; the export exits non-zero
+        message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        result = ExportResult(
+            format=fmt,
+            path=None,
+            size_bytes=0,
+            seconds=time.perf_counter() - start,
+            error=f"{type(e).__name__}: {message}",
+        )
+    else:
+        result = ExportResult(
+            format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start
+        )
+    log_outcome(result)
+    return result
+
+
+def log_outcome(result: ExportResult) -> None:
+    """One progress line for a finished format (the worker process's are logged here, on arrival)."""
+    if result.path is None:
+        logger.info("%s: failed after %.1f s", result.format, result.seconds)
+    else:
+        logger.info("%s: %s, %.2f MB, %.1f s", result.format, result.path.name, result.size_bytes / 1e6, result.seconds)
+
+
+def _converter_errors() -> tuple[type[BaseException], ...]:
+    """What a converter raises for a model or a machine it cannot handle (not a bug in edgetl).
+
+    TensorFlow's converter raises `ConverterError`; tf2onnx and onnxruntime raise ValueError,
+    RuntimeError (onnxruntime's `Fail`, a broken worker pool) or OSError; the Edge TPU compiler a
+    `SubprocessError`. TensorFlow is already loaded here (the Keras model is), so naming its error
+    costs nothing.
+    """
+    import subprocess
+
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    return (EdgetlError, ConverterError, ValueError, RuntimeError, OSError, MemoryError, subprocess.SubprocessError)

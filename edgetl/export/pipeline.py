@@ -19,7 +19,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from edgetl import float_reference
 from edgetl.errors import EdgetlError
 from edgetl.export import FORMATS, ExportOptions, ExportReport, ExportResult, calibration
 from edgetl.export.common import ExportSource, sidecar_path
@@ -33,6 +32,7 @@ from edgetl.safety import (
     temporary_folder,
 )
 from edgetl.spec import ModelMetadata, write_text_atomic
+from edgetl.verify import float_reference
 
 logger = logging.getLogger("edgetl.export")
 """Per-format progress at INFO (the CLI shows it as `==>` lines)."""
@@ -62,7 +62,7 @@ def build_export(
     The report names `shown_as` (where `out_dir` will finally be) when given. `validation` holds
     the validation photos `--quantization auto` ranks recipes on. `worker` is a conversion worker
     already started (`conversion_worker`); without one, a worker is started here if it pays off.
-    The float model's scores on the `held_out` photos are recorded for verify (`edgetl.float_reference`).
+    The float model's scores on the `held_out` photos are recorded for verify (`edgetl.verify.float_reference`).
     """
     start = time.perf_counter()
     formats = options.resolved_formats
@@ -144,36 +144,6 @@ def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
     return used
 
 
-def timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:
-    start = time.perf_counter()
-    logger.info("%s: converting", fmt)
-    try:
-        path = fn()
-    except _converter_errors() as e:  # reported as this format's failure; the export exits non-zero
-        message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        result = ExportResult(
-            format=fmt,
-            path=None,
-            size_bytes=0,
-            seconds=time.perf_counter() - start,
-            error=f"{type(e).__name__}: {message}",
-        )
-    else:
-        result = ExportResult(
-            format=fmt, path=path, size_bytes=path.stat().st_size, seconds=time.perf_counter() - start
-        )
-    log_outcome(result)
-    return result
-
-
-def log_outcome(result: ExportResult) -> None:
-    """One progress line for a finished format (the worker process's are logged here, on arrival)."""
-    if result.path is None:
-        logger.info("%s: failed after %.1f s", result.format, result.seconds)
-    else:
-        logger.info("%s: %s, %.2f MB, %.1f s", result.format, result.path.name, result.size_bytes / 1e6, result.seconds)
-
-
 def _preflight(out_dir: Path, results: Sequence[ExportResult]) -> dict[str, Any] | None:
     """The Edge TPU pre-flight of the int8 TFLite model, also written to `edgetpu_preflight.json`."""
     from edgetl.export.edgetpu import preflight
@@ -201,18 +171,3 @@ def _golden(out_dir: Path, artefacts: Sequence[Path], images: Sequence[Path]) ->
         return Path(write_golden(golden_dir, list(artefacts), list(images))), None
     except EdgetlError as e:
         return None, str(e)
-
-
-def _converter_errors() -> tuple[type[BaseException], ...]:
-    """What a converter raises for a model or a machine it cannot handle (not a bug in edgetl).
-
-    TensorFlow's converter raises `ConverterError`; tf2onnx and onnxruntime raise ValueError,
-    RuntimeError (onnxruntime's `Fail`, a broken worker pool) or OSError; the Edge TPU compiler a
-    `SubprocessError`. TensorFlow is already loaded here (the Keras model is), so naming its error
-    costs nothing.
-    """
-    import subprocess
-
-    from tensorflow.lite.python.convert_phase import ConverterError
-
-    return (EdgetlError, ConverterError, ValueError, RuntimeError, OSError, MemoryError, subprocess.SubprocessError)

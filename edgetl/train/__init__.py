@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
 from edgetl._callable import make_callable
 from edgetl._version import __version__
 from edgetl.backbones import PREPROCESS_NOTES, BackboneOptions, build_backbone
@@ -42,17 +41,11 @@ from edgetl.safety import (
     publish,
 )
 from edgetl.spec import ModelMetadata, PreprocessingSpec, write_text_atomic
+from edgetl.train import distributed
 from edgetl.train.metrics import evaluate
-from edgetl.train.options import TrainOptions, TrainResult
+from edgetl.train.options import DEFAULT_EPOCHS, SCRATCH_EPOCHS, STRATEGY_TABLE, TrainOptions, TrainResult
 from edgetl.train.resume import check_resume, partial_dir, partial_path, run_identity
-from edgetl.train.strategies import (
-    DEFAULT_EPOCHS,
-    FULL_BATCH_NORM_MOMENTUM,
-    SCRATCH_EPOCHS,
-    STRATEGY_TABLE,
-    fit_strategy,
-    with_augmentation,
-)
+from edgetl.train.strategies import FULL_BATCH_NORM_MOMENTUM, fit_strategy, with_augmentation
 
 make_callable(__name__)  # `edgetl.train(...)` runs `train()` below
 
@@ -106,7 +99,7 @@ def train(
         EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
     """
     backbone = backbone or BackboneOptions()
-    from edgetl.train_input import default_batch_size  # imports keras
+    from edgetl.train.inputs import default_batch_size  # imports keras
 
     distributed.initialize()
     options = options or TrainOptions()
@@ -238,7 +231,7 @@ def _device_scope(options: TrainOptions) -> Iterator[None]:
     parallel = parallel or distributed.process_count() > 1
     if parallel:
         _check_data_parallel(devices, options)
-        # Each process feeds its own shard already (`edgetl.distributed`): Keras must not shard again.
+        # Each process feeds its own shard already (`edgetl.train.distributed`): Keras must not shard again.
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
     try:
         with keras.device(devices[0]) if options.device == "cpu" and not parallel else nullcontext():

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
 from edgetl._version import __version__
 from edgetl.data import Splits
 from edgetl.plots import FULL_MATRIX_MAX_CLASSES
 from edgetl.spec import PreprocessingSpec
+from edgetl.train import distributed
 
 if TYPE_CHECKING:
     import keras

@@ -9,10 +9,46 @@ from typing import TYPE_CHECKING, Any
 from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_number
-from edgetl.train.strategies import STRATEGY_TABLE, Strategy
 
 if TYPE_CHECKING:
     from edgetl.backbones import BackboneOptions
+
+
+DEFAULT_EPOCHS = 10
+SCRATCH_EPOCHS = 40
+"""A CNN from random weights needs many more epochs than a head on pretrained features (the
+seeds' custom CNN reached 76% on cats/dogs after 50); 40 with early stopping is a fair budget."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """One training strategy's facts; its training code is `edgetl.train.strategies.FITS[name]`.
+
+    Kept here, apart from that code, because `TrainOptions` resolves its defaults from this table
+    while the training code takes a `TrainOptions`: one module for both made an import circle.
+    Frozen: safe to share between threads.
+
+    Attributes:
+        pretrained: True when it starts from the pretrained backbone; False for the small CNN
+            from random weights (which takes [0, 1] pixels and 128 px by default).
+        default_epochs: Epochs when `TrainOptions.epochs` is None.
+        augments: Whether augmentation is on when `TrainOptions.augment` is None.
+        fine_tunes: True when a second stage unfreezes backbone layers (a hub backbone cannot).
+    """
+
+    pretrained: bool = True
+    default_epochs: int = DEFAULT_EPOCHS
+    augments: bool
+    fine_tunes: bool = False
+
+
+STRATEGY_TABLE: dict[str, Strategy] = {  # one row per name in edgetl.choices.STRATEGIES, in that order
+    "feature-extract": Strategy(augments=False),
+    "fine-tune": Strategy(augments=True, fine_tunes=True),
+    "scratch": Strategy(pretrained=False, default_epochs=SCRATCH_EPOCHS, augments=True),
+    "linear": Strategy(augments=False),
+    "full": Strategy(augments=True),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +64,7 @@ class TrainOptions:
         fine_tune_layers: How many of the backbone's last layers with weights (batch-norm layers
             excepted, they stay frozen) are trained in the fine-tuning stage. Defaults to `10`.
         batch_size: Images per step. `None` means 32 on a CPU, and 128 on a GPU with both
-            learning rates scaled by sqrt(128/32) (see `edgetl.train_input.default_batch_size`).
+            learning rates scaled by sqrt(128/32) (see `edgetl.train.inputs.default_batch_size`).
         learning_rate: Learning rate of the head (and of `scratch`). Defaults to `1e-3`.
         fine_tune_learning_rate: The low learning rate of the fine-tuning stage. Defaults to `1e-4`.
         dropout: Dropout before the new softmax layer. Defaults to `0.2`.

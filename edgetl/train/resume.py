@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_replaceable, read_marker, write_marker
 from edgetl.spec import atomic_path, make_folder, write_text_atomic
+from edgetl.train import distributed
 
 if TYPE_CHECKING:
     import keras
@@ -174,7 +174,7 @@ def run_stage(stage: Stage, options: TrainOptions, work: Path, verbose: int | st
     ]
     if distributed.is_writer():
         (work / "checkpoints").mkdir(exist_ok=True)
-    from edgetl.train_input import fit_inputs  # imports keras
+    from edgetl.train.inputs import fit_inputs  # imports keras
 
     data, feeder = fit_inputs(stage.x, stage.y, batch_size=options.batch_size, seed=options.seed)
     with _stop_on_sigint() as stop:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl import distributed
 from edgetl.backbones import (
     BackboneOptions,
     build_classifier,
@@ -31,6 +30,7 @@ from edgetl.backbones import (
     build_scratch_cnn,
 )
 from edgetl.data import Splits
+from edgetl.train import distributed
 from edgetl.train.resume import Stage, run_stage
 
 if TYPE_CHECKING:
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
     from edgetl.train.options import TrainOptions
 
 logger = logging.getLogger("edgetl.train")
-
-DEFAULT_EPOCHS = 10
-SCRATCH_EPOCHS = 40
-"""A CNN from random weights needs many more epochs than a head on pretrained features (the
-seeds' custom CNN reached 76% on cats/dogs after 50); 40 with early stopping is a fair budget."""
 
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -78,26 +73,6 @@ class Fit:
             self.options.learning_rate,
         )
         run_stage(stage, self.options, self.work, self.verbose)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Strategy:
-    """One training strategy.
-
-    Attributes:
-        fit: Trains the model; returns it and the fine-tuning report (empty for the others).
-        pretrained: True when it starts from the pretrained backbone; False for the small CNN
-            from random weights (which takes [0, 1] pixels and 128 px by default).
-        default_epochs: Epochs when `TrainOptions.epochs` is None.
-        augments: Whether augmentation is on when `TrainOptions.augment` is None.
-        fine_tunes: True when a second stage unfreezes backbone layers (a hub backbone cannot).
-    """
-
-    fit: Callable[[Fit], tuple[keras.Model, dict[str, Any]]]
-    pretrained: bool = True
-    default_epochs: int = DEFAULT_EPOCHS
-    augments: bool
-    fine_tunes: bool = False
 
 
 def _fit_scratch(fit: Fit) -> tuple[keras.Model, dict[str, Any]]:
@@ -140,13 +115,14 @@ def _fit_fine_tune(fit: Fit) -> tuple[keras.Model, dict[str, Any]]:
     return model, _fine_tune(model, fit.backbone, fit.options, fit.arrays, fit.val, fit.work, fit.verbose)
 
 
-STRATEGY_TABLE: dict[str, Strategy] = {  # one row per name in edgetl.choices.STRATEGIES, in that order
-    "feature-extract": Strategy(fit=_fit_feature_extract, augments=False),
-    "fine-tune": Strategy(fit=_fit_fine_tune, augments=True, fine_tunes=True),
-    "scratch": Strategy(fit=_fit_scratch, pretrained=False, default_epochs=SCRATCH_EPOCHS, augments=True),
-    "linear": Strategy(fit=_fit_linear, augments=False),
-    "full": Strategy(fit=_fit_full, augments=True),
+FITS: dict[str, Callable[[Fit], tuple[keras.Model, dict[str, Any]]]] = {  # one per row of STRATEGY_TABLE
+    "feature-extract": _fit_feature_extract,
+    "fine-tune": _fit_fine_tune,
+    "scratch": _fit_scratch,
+    "linear": _fit_linear,
+    "full": _fit_full,
 }
+"""Each strategy's training code; its facts (pretrained, default epochs, ...) are `options.STRATEGY_TABLE`'s row."""
 
 
 def fit_strategy(
@@ -163,7 +139,7 @@ def fit_strategy(
 
     keras.utils.set_random_seed(options.seed)
     fit = Fit(backbone, backbone_opts.preprocess_mode, options, len(splits.class_names), arrays, work, verbose)
-    return options.strategy_spec.fit(fit)
+    return FITS[options.strategy](fit)
 
 
 FULL_BATCH_NORM_MOMENTUM = 0.9

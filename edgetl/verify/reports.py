@@ -16,11 +16,11 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgetl import sample_gate
 from edgetl.errors import EdgetlError
+from edgetl.verify import sample_gate
 
 if TYPE_CHECKING:
-    from edgetl.verify import ParityResult, VerifyReport
+    from edgetl.verify.results import ParityResult, VerifyReport
 
 
 def sample_note(report: VerifyReport) -> str:

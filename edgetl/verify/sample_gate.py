@@ -96,7 +96,7 @@ def add_probe(paths: list[Path], truth: np.ndarray | None, source: str,
 
 def judge_sample(pred: np.ndarray, ref_pred: np.ndarray, truth: np.ndarray | None,
                  threshold: dict[str, float | None]) -> tuple[dict[str, Any], list[str]]:
-    """Judge agreement and accuracy as counts of photos (`edgetl.sample_gate`), not raw shares.
+    """Judge agreement and accuracy as counts of photos (`edgetl.verify.sample_gate`), not raw shares.
 
     Returns:
         The figures (for `ParityResult.gate`) and one sentence per failed check.

@@ -38,7 +38,7 @@ def fit_inputs(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> t
     several processes a last short batch is left out, so that all run the same steps) and the
     callback that tells it the epoch. Elsewhere: Keras' own numpy path.
     """
-    from edgetl import distributed
+    from edgetl.train import distributed
 
     if keras.backend.backend() != "jax":
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}, []

@@ -1,0 +1,52 @@
+"""`edgetl verify`: every artefact against the float model; exit 1 naming each one that fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgetl import render
+from edgetl.cli.common import app, call_api, console, err_console, require_toolchain
+
+
+@app.command("verify")
+def verify_command(
+    run_dir: Annotated[Path, typer.Argument(help="RUN_DIR with model.keras and export/.")],
+    data: Annotated[Optional[Path], typer.Option(
+        help="TEST_DIR of <class>/<image> folders named as the run's labels, or of unlabelled photos (default: every "
+        "held-out photo of the run, its validation and test splits).",
+    )] = None,
+    probe: Annotated[Optional[Path], typer.Option(
+        help="A folder of further unlabelled photos that count towards agreement (not accuracy).",
+    )] = None,
+    min_agreement: Annotated[Optional[float], typer.Option(
+        help="Minimum share of images where an artefact's top-1 equals the float model's (default: each format's "
+        "parity row, 0.98; 0.99 for tflite-fp16).",
+    )] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(
+        help="Maximum accuracy loss against the float model, 0.02 = 2 points (default 0.02).",
+    )] = None,
+    max_images: Annotated[Optional[int], typer.Option(
+        min=1,
+        help="Compare at most this many images (a seeded draw).",
+    )] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
+    require_toolchain("verify")
+    import json
+
+    from edgetl.verify import verify
+
+    report = call_api(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
+                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        render.print_verify(console, report)
+    for line in report.failures:
+        err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
+    raise typer.Exit(code=0 if report.passed else 1)
