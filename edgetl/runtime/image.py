@@ -74,7 +74,7 @@ def _decoded(decode: Callable[[], Image.Image], name: str) -> Image.Image:
         raise EdgetlError(f"Image file not found. Received: {name}") from e
     except Image.DecompressionBombError as e:  # over Pillow's own hard limit: not even opened
         raise EdgetlError(
-            f"Image is too large to decode safely ({_bomb_size(e)}, limit {MAX_IMAGE_PIXELS:,} pixels). Received: {name}"
+            f"Image is too large to decode safely ({_bomb_size(e)}, limit {MAX_IMAGE_PIXELS:,}). Received: {name}"
         ) from e
     except UnidentifiedImageError as e:
         raise EdgetlError(f"Not a readable image. Received: {name}") from e
