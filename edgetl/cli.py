@@ -92,8 +92,11 @@ def main() -> None:
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) say nothing a user can act on.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.showwarning = _show_warning
+    from edgetl.streams import guarded_stdout
+
     try:
-        app()
+        with guarded_stdout("edgetl"):
+            app()
     except SystemExit as e:
         from edgetl.safety import hdf5_files_left_open
 
@@ -311,20 +314,27 @@ def predict(
     delegate: Annotated[Optional[DelegateChoice], typer.Option(
         help="Run on an accelerator: edgetpu loads libedgetpu.so.1.",
     )] = None,
+    strict: Annotated[bool, typer.Option(
+        help="An unreadable photo is an error (exit 2, nothing printed) instead of being skipped with a warning.",
+    )] = False,
 ) -> None:
-    """Classify photos with an exported model; labels and preprocessing are read from the model file."""
-    import json
+    """Classify photos with an exported model; labels and preprocessing are read from the model file.
 
-    from edgetl.runtime.classifier import prediction_records
+    A photo that cannot be read is skipped with a warning naming it, and the others are printed
+    (exit 0, as `train` skips unreadable photos); with --strict it stops the command (exit 2).
+    """
     from edgetl.runtime.image import expand_image_paths
+    from edgetl.runtime.predict import classify_files, predictions_json
 
     clf = _open_classifier(model, threads=threads, delegate=delegate, labels=labels)
-    images = _run(expand_image_paths, images)
-    results = _run(clf.classify, images, top_k=top_k)
+    files = _run(expand_image_paths, images)
+    done = _run(classify_files, clf, files, top_k, strict=strict)
+    for file, reason in done.skipped:
+        err_console.print(f"warning: skipped {escaped(str(file))}: {escaped(reason)}", markup=False, highlight=False)
     if json_output:
-        typer.echo(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
+        typer.echo(predictions_json(done.images, done.results))
         return
-    render.print_predictions(console, f"{model.name} ({clf.backend})", images, results)
+    render.print_predictions(console, f"{model.name} ({clf.backend})", done.images, done.results)
 
 
 @app.command()
@@ -536,10 +546,11 @@ def inspect_command(
     import json
 
     from edgetl.inspect import inspect_model
+    from edgetl.streams import stdout_carries_unicode
 
     report = _run(inspect_model, model)
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=not stdout_carries_unicode()))
         return
     render.print_inspect(console, model.name, report)
 

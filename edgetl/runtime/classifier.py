@@ -50,17 +50,6 @@ class Prediction:
         return {"label": self.label, "index": self.index, "score": self.score if math.isfinite(self.score) else None}
 
 
-def prediction_records(images: Sequence[ImageSource], results: list[list[Prediction]]) -> list[dict[str, Any]]:
-    """The JSON layout of `edgetl predict --json`: ``[{"image", "top_k": [{"label", "index", "score"}]}]``."""
-    return [
-        {
-            "image": str(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>",
-            "top_k": [p.to_dict() for p in predictions],
-        }
-        for image, predictions in zip(images, results, strict=True)
-    ]
-
-
 class Classifier:
     """An image classifier file (.tflite or .onnx) ready to run on photos.
 
