@@ -69,7 +69,7 @@ class TensorInfo:
 
 
 class Backend(Protocol):
-    """What the classifier needs from an interpreter."""
+    """What the classifier needs from an interpreter. Implementations are thread-safe."""
 
     name: str
     input: TensorInfo

@@ -11,7 +11,8 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,8 @@ class Classifier:
         self._check_pixels(pixels)
         if len(pixels) <= self._chunk:
             return self.dequantize_output(self.invoke_raw(self.quantize_input(pixels)))
-        return np.concatenate([self.run_pixels(pixels[i : i + self._chunk]) for i in range(0, len(pixels), self._chunk)])
+        chunks = range(0, len(pixels), self._chunk)
+        return np.concatenate([self.run_pixels(pixels[i : i + self._chunk]) for i in chunks])
 
     def load_pixels(self, image: ImageSource) -> np.ndarray:
         """Decode one photo (a path, a PIL image or a numpy array) into this model's uint8 pixels (H, W, 3).
@@ -299,7 +301,7 @@ def load_runner(
     delegate: str | None = None,
     labels: str | Path | None = None,
 ) -> Classifier:
-    """Open a model file as a `Classifier` (the same as `Classifier.from_file`)."""
+    """Open a model file as a `Classifier` (the same as `Classifier.from_file`); thread-safe, as it is."""
     return Classifier.from_file(path, threads=threads, delegate=delegate, labels=labels)
 
 

@@ -16,7 +16,7 @@ from edgetl.spec import PreprocessingSpec
 
 @dataclass(frozen=True)
 class InputPlan:
-    """How uint8 pixels become the input tensor, decided once per model.
+    """How uint8 pixels become the input tensor, decided once per model (immutable: thread-safe).
 
     `shift` is set when the affine map pixel -> quantized value is the identity within one
     quantization step; the pixels then go through that exact integer shift, as Coral's own

@@ -18,7 +18,7 @@ from edgetl.streams import stdout_carries_unicode
 
 @dataclass(frozen=True)
 class FolderPredictions:
-    """The photos that were read and their predictions, and the ones skipped with the reason."""
+    """The photos that were read and their predictions, and the ones skipped with the reason (immutable)."""
 
     images: list[Path]
     results: list[list[Prediction]]
