@@ -55,6 +55,7 @@ def _commands(files: dict[str, Path]) -> dict[str, list[str]]:
         "inspect --json": [*EDGETL, "inspect", model, "--json"],
         "bench --json": [*EDGETL, "bench", model, "--runs", "2", "--warmup", "0", "--json"],
         "selftest": [*EDGETL, "selftest", model, "--golden", str(files["golden"])],
+        "--version": [*EDGETL, "--version"],  # the guard wraps every command (verify --json, export --json too)
     }
 
 
