@@ -140,3 +140,22 @@ def test_in_memory_image_over_the_limit_states_its_size(coral: Classifier) -> No
 
 def test_load_pixels_takes_every_kind(coral: Classifier, photo: Image.Image) -> None:
     assert np.array_equal(load_pixels(photo, coral.spec), load_pixels(np.asarray(photo), coral.spec))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"threads": 2.5}, r"threads must be in \[1, \d+\], an integer .* Received: threads=2.5"),
+    ({"threads": "2"}, r"threads must be in \[1, \d+\], an integer .* Received: threads='2'"),
+    ({"labels": ["cat", "dog"]}, "labels must be the path of a labels file. Received: list"),
+])
+def test_opening_options_of_the_wrong_type_are_one_clear_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(EdgetlError, match=message):
+        Classifier.from_file(shared_path("coral", "mobilenet_v1_0.25_128_quant.tflite"), **kwargs)
+
+
+def test_one_folder_where_a_list_is_expected_is_refused() -> None:
+    from edgetl.runtime.image import expand_image_paths
+
+    folder = shared_path("coral", "imprinting")
+    with pytest.raises(EdgetlError, match="paths must be a list of files or folders; for one pass \\[path\\]"):
+        expand_image_paths(str(folder))
+    assert expand_image_paths([folder])

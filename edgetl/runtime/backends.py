@@ -108,8 +108,11 @@ def open_backend(path: Path, *, threads: int | None, delegate: str | None, model
     """
     if delegate is not None and delegate not in DELEGATES:
         raise EdgetlError(f"delegate must be one of {DELEGATES} or None. Received: delegate={delegate!r}")
-    if threads is not None and not 1 <= threads <= max_threads():
-        raise EdgetlError(f"threads must be in [1, {max_threads()}] (4 per CPU core here). Received: threads={threads}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= max_threads()):
+        raise EdgetlError(
+            f"threads must be in [1, {max_threads()}], an integer (4 per CPU core here). Received: threads={threads!r}"
+        )
     if path.suffix.lower() == ".onnx" and delegate is not None:
         raise EdgetlError(f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}")
     data = model if model is not None else path.read_bytes()

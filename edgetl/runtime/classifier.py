@@ -395,6 +395,8 @@ def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes:
     (as before) silently threw away correct labels for a typo in a path.
     """
     if labels_file is not None:
+        if not isinstance(labels_file, (str, os.PathLike)):
+            raise EdgetlError(f"labels must be the path of a labels file. Received: {type(labels_file).__name__}")
         labels = read_labels(Path(labels_file))
         if len(labels) != num_classes:
             raise EdgetlError(

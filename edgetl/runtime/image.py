@@ -7,6 +7,7 @@ same uint8 tensor everywhere. Only numpy and Pillow are used.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
@@ -176,8 +177,10 @@ def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
     path below it, so the output order is the same on every device.
 
     Raises:
-        EdgetlError: if a folder holds no photo.
+        EdgetlError: if a folder holds no photo, or `paths` is one path instead of a list.
     """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise EdgetlError(f"paths must be a list of files or folders; for one pass [path]. Received: {paths!r}")
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
