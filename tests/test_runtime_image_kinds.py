@@ -79,6 +79,11 @@ def test_sixteen_bit_is_scaled_not_saturated(coral: Classifier, photo: Image.Ima
         assert np.abs(np.asarray(load_image(source), dtype=int) - eight_bit).max() <= 1
 
 
+def test_big_endian_sixteen_bit_arrays_read_as_their_values(photo: Image.Image) -> None:
+    deep = np.asarray(photo.convert("L"), dtype=np.uint16) * 257
+    assert np.array_equal(np.asarray(load_image(deep.astype(">u2"))), np.asarray(load_image(deep)))
+
+
 def test_exif_rotation_applies_to_pil_images(photo: Image.Image, tmp_path: Path) -> None:
     path = _odd_files(photo, tmp_path)["EXIF"]
     with Image.open(path) as opened:

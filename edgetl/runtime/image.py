@@ -125,8 +125,9 @@ def _array_image(pixels: np.ndarray) -> Image.Image:
     """A numpy array as Pillow reads it, or one clear error for what is not an image."""
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
-    gray = pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16)
-    colour = pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4) and pixels.dtype == np.uint8
+    unsigned = pixels.dtype.kind == "u"
+    gray = pixels.ndim == 2 and unsigned and pixels.dtype.itemsize in (1, 2)  # either byte order
+    colour = pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4) and unsigned and pixels.dtype.itemsize == 1
     if not (gray or colour) or 0 in pixels.shape:
         raise EdgetlError(
             "A numpy image must be uint8 (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4), or uint16 "
