@@ -40,7 +40,10 @@ size takes about 66 MB."""
 
 @dataclass(frozen=True)
 class Prediction:
-    """One ranked class: its output index, its label and its score (a probability for edgetl models)."""
+    """One ranked class: its output index, its label and its score (a probability for edgetl models).
+
+    Immutable, so thread-safe.
+    """
 
     index: int
     label: str
@@ -266,7 +269,7 @@ class Classifier:
         """
         wanted = max(1, min(photos, interpreter_lanes(self.threads)))
         with self._twins_lock:  # two threads' first calls must not both open twins
-            if self._model is None:  # built directly on a backend: read the file once, now
+            if self._model is None and len(self._twins) < wanted - 1:  # built on a backend: read the file once
                 self._model = _read_model_bytes(self.path)
             while len(self._twins) < wanted - 1:
                 backend = open_backend(self.path, threads=self.threads, delegate=None, model=self._model)
