@@ -460,6 +460,7 @@ def export_command(
     import json
 
     from edgetl.export import ExportOptions, copy_to_android_assets, export, export_pretrained
+    from edgetl.streams import note_done
 
     def run() -> Any:
         if (run_dir is None) == (pretrained is None):
@@ -481,6 +482,7 @@ def export_command(
 
     show_progress(err_console if json_output else console)
     report = _run(run)
+    note_done(f"the export is in place in {escaped(str(report.output_dir))}")
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -25,6 +25,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+_done: list[str] = []
+"""What the running command has already finished, for the error line of a failed write."""
+
+
+def note_done(what: str) -> None:
+    """Say what is already finished (e.g. "the export is in place in DIR"), so that a report that
+    then cannot be written says so plainly instead of leaving the user to guess. Not thread-safe:
+    the command's main thread calls it before printing its report."""
+    _done.append(what)
+
 
 class _StdoutClosed(Exception):
     """The reader of stdout went away (EPIPE). Not an OSError: nothing on the way may swallow it."""
@@ -86,7 +96,8 @@ def guarded_stdout(program: str) -> Iterator[None]:
         _die_of_sigpipe()
     except _StdoutFailed as e:
         _silence(real)
-        print(f"error: {program} cannot write its output to stdout: {e}", file=sys.stderr)
+        done = f"; {', '.join(_done)}" if _done else ""
+        print(f"error: {program} cannot write its output to stdout: {e}{done}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         sys.stdout = real

@@ -132,3 +132,18 @@ def test_predict_on_only_unreadable_photos_is_exit_2(coral: dict[str, Path]) -> 
     done = _run([*EDGETL, "predict", str(coral["model"]), str(coral["photos"] / "b_broken.jpg")])
     assert done.returncode == 2 and done.stdout == ""
     assert "None of the 1 photos could be read" in done.stderr
+
+
+@pytest.mark.slow
+def test_export_json_to_a_full_disk_says_the_export_is_in_place(tiny_run: Path,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    from _export_shared import copy_run
+
+    run = copy_run(tiny_run, tmp_path_factory, "full_disk_json")
+    command = [*EDGETL, "export", str(run), "--formats", "tflite-fp32", "--no-golden", "--json"]
+    with open("/dev/full", "w") as full:
+        done = _run(command, stdout=full.fileno())
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert "No space left on device; the export is in place in " in errors[0]
+    assert (run / "export" / "model_tflite-fp32.tflite").is_file()
