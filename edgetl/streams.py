@@ -91,7 +91,7 @@ def guarded_stdout(program: str) -> Iterator[None]:
             yield
         finally:
             sys.stdout.flush()  # what is still buffered fails here, not in "Exception ignored" at exit
-    except _StdoutClosed:
+    except (_StdoutClosed, BrokenPipeError):  # the latter from a write that went round the guard (.buffer)
         _silence(real)
         _die_of_sigpipe()
     except _StdoutFailed as e:
