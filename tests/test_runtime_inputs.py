@@ -190,3 +190,18 @@ def test_onnx_bare_labels_prop_is_used_without_edgetl_json(tmp_path: Path) -> No
     onnx.helper.set_model_props(proto, {"labels": "night\nday\n"})
     onnx.save(proto, model)
     assert Classifier.from_file(model).labels == ("night", "day")
+
+
+def test_label_count_warning_names_where_the_metadata_was_read(tmp_path: Path) -> None:
+    import onnx
+
+    embedded = write_nchw_classifier(tmp_path / "embedded.onnx")
+    proto = onnx.load(embedded)
+    wrong = ModelMetadata(labels=("a", "b", "c"), preprocessing=PreprocessingSpec(image_size=(8, 8), layout="NCHW"))
+    onnx.helper.set_model_props(proto, {"edgetl.json": wrong.to_json()})
+    onnx.save(proto, embedded)
+    sidecar = write_nchw_classifier(tmp_path / "beside.onnx", embed_metadata=False)
+    sidecar.with_suffix(".json").write_text(wrong.to_json())
+    for model, source in ((embedded, "the edgetl.json inside 'embedded.onnx'"), (sidecar, "the sidecar 'beside.json'")):
+        with pytest.warns(UserWarning, match=f"The model has 2 outputs but {source} has 3 labels"):
+            Classifier.from_file(model)

@@ -353,7 +353,7 @@ def _resolve_spec(info: FileInfo, tensor: TensorInfo, path: Path) -> Preprocessi
         spec = info.metadata.preprocessing
         if spec.layout != layout or (size != (1, 1) and tuple(spec.image_size) != size):
             raise EdgetlError(
-                f"The model's metadata does not match its input tensor: metadata says {spec.layout} "
+                f"The model's metadata does not match its input tensor: {info.metadata_source} says {spec.layout} "
                 f"{spec.image_size}. Received: input shape {tensor.shape} in {path.name}"
             )
         return spec
@@ -408,7 +408,7 @@ def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes:
             )
         return labels
     if info.metadata is not None:
-        labels, source = info.metadata.labels, "the model's edgetl.json"
+        labels, source = info.metadata.labels, info.metadata_source
     elif info.labels is not None:
         labels, source = (
             info.labels,
