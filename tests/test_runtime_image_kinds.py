@@ -164,3 +164,16 @@ def test_one_folder_where_a_list_is_expected_is_refused() -> None:
     with pytest.raises(EdgetlError, match="paths must be a list of files or folders; for one pass \\[path\\]"):
         expand_image_paths(str(folder))
     assert expand_image_paths([folder])
+
+
+def test_a_tensor_of_the_wrong_type_or_size_is_refused_and_the_runner_still_works(coral: Classifier,
+                                                                                photo: Image.Image) -> None:
+    want = coral.classify([photo])
+    for tensor, got in ((np.zeros((1, 128, 128, 3), np.float32), "float32 (1, 128, 128, 3)"),
+                        (np.zeros((1, 64, 64, 3), np.uint8), "uint8 (1, 64, 64, 3)")):
+        with pytest.raises(EdgetlError, match=re.escape(f"must be uint8 of shape (N, 128, 128, 3) for this model. "
+                                                        f"Received: {got}")):
+            coral.invoke_raw(tensor)
+    with pytest.raises(EdgetlError, match="top_k must be an integer"):
+        coral.top_k(np.zeros(1001, np.float32), 2.5)
+    assert coral.classify([photo]) == want

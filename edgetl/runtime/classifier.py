@@ -160,9 +160,17 @@ class Classifier:
     def invoke_raw(self, tensor: np.ndarray) -> np.ndarray:
         """Run the interpreter on an input tensor and return its raw output (ints for quantized models).
 
-        A model with a fixed batch of 1 runs a larger batch one item at a time.
+        A model with a fixed batch of 1 runs a larger batch one item at a time. A tensor of another
+        type or image shape is refused before the interpreter sees it: a failed resize used to
+        leave the interpreter at the wrong shape for every later call.
         """
-        batch = tensor.shape[0] if tensor.ndim else 0
+        height, width = self.spec.image_size
+        item = (3, height, width) if self._plan.nchw else (height, width, 3)
+        if not isinstance(tensor, np.ndarray) or tensor.dtype != self._plan.dtype or tensor.shape[1:] != item:
+            got = f"{tensor.dtype} {tensor.shape}" if isinstance(tensor, np.ndarray) else type(tensor).__name__
+            raise EdgetlError(f"The input tensor must be {self._plan.dtype} of shape (N, {', '.join(map(str, item))}) "
+                              f"for this model. Received: {got}")
+        batch = tensor.shape[0]
         if batch == self.input_info.shape[0] or self._backend.dynamic_batch:
             return self._backend.run(tensor)
         if self.input_info.shape[0] != 1 or batch < 1:
@@ -282,7 +290,7 @@ class Classifier:
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         """The `k` best classes of one score vector (C,), ties broken by the lower index."""
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")[: _checked_top_k(k)]
         return [Prediction(index=int(i), label=self.labels[i], score=float(scores[i])) for i in order]
 
     def _check_pixels(self, pixels: np.ndarray) -> None:
