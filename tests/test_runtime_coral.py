@@ -68,16 +68,15 @@ def test_pil_images_and_paths_give_the_same_prediction(coral: Classifier) -> Non
     assert from_pil == coral.classify([path], top_k=3)
 
 
-def test_explicit_labels_file_overrides_and_a_wrong_length_one_warns(tmp_path: Path) -> None:
+def test_explicit_labels_file_overrides_and_a_wrong_length_one_is_refused(tmp_path: Path) -> None:
     model = shared_path("coral", CORAL_MODELS[0])
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"class {i}" for i in range(1001)) + "\n")
     assert load_runner(model, labels=names).labels[286] == "class 286"
     short = tmp_path / "short.txt"
     short.write_text("a\nb\n")
-    with pytest.warns(UserWarning, match="1001 outputs but .*short.txt has 2 labels"):
-        clf = Classifier.from_file(model, labels=short)
-    assert clf.labels[:3] == ("0", "1", "2")
+    with pytest.raises(EdgetlError, match="the model has 1001 outputs, the file has 2 labels. Received: .*short.txt"):
+        load_runner(model, labels=short)
 
 
 def test_edgetpu_model_without_the_delegate_says_what_to_install() -> None:

@@ -18,6 +18,7 @@ from runtime_onnx_models import NCHW_LABELS, write_nchw_classifier, write_rank2_
 from typer.testing import CliRunner
 
 from edgetl.cli import app
+from edgetl.errors import EdgetlError
 from edgetl.runtime import Classifier
 from edgetl.spec import ModelMetadata, PreprocessingSpec
 
@@ -135,13 +136,18 @@ def test_model_failing_in_the_interpreter_is_exit_2() -> None:
     assert "fake-op-double" in result.stderr
 
 
-def test_wrong_length_labels_file_warns_and_uses_indices(files: dict[str, Path], tmp_path: Path) -> None:
+def test_wrong_length_labels_file_is_refused_keeping_the_models_labels(files: dict[str, Path], tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
-    result = runner.invoke(app, ["predict", str(files["nchw.onnx"]), str(files["white.png"]), "--labels", str(labels), "--json"])
-    assert result.exit_code == 0
-    assert "warning: The model has 2 outputs but" in result.stderr
-    assert '"label": "1"' in result.stdout
+    message = "the model has 2 outputs, the file has 3 labels"
+    with pytest.raises(EdgetlError, match=message):
+        Classifier.from_file(files["nchw.onnx"], labels=labels)
+    assert Classifier.from_file(files["nchw.onnx"]).labels == NCHW_LABELS  # the model's own labels stay
+    result = runner.invoke(app, ["predict", str(files["nchw.onnx"]), str(files["white.png"]), "--labels", str(labels)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr and str(labels) in result.stderr
+    module = _module_cli(files["nchw.onnx"], files["white.png"], "--labels", labels)
+    assert module.returncode == 2 and module.stdout == "" and message in module.stderr
 
 
 def _module_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -184,3 +190,18 @@ def test_onnx_bare_labels_prop_is_used_without_edgetl_json(tmp_path: Path) -> No
     onnx.helper.set_model_props(proto, {"labels": "night\nday\n"})
     onnx.save(proto, model)
     assert Classifier.from_file(model).labels == ("night", "day")
+
+
+def test_label_count_warning_names_where_the_metadata_was_read(tmp_path: Path) -> None:
+    import onnx
+
+    embedded = write_nchw_classifier(tmp_path / "embedded.onnx")
+    proto = onnx.load(embedded)
+    wrong = ModelMetadata(labels=("a", "b", "c"), preprocessing=PreprocessingSpec(image_size=(8, 8), layout="NCHW"))
+    onnx.helper.set_model_props(proto, {"edgetl.json": wrong.to_json()})
+    onnx.save(proto, embedded)
+    sidecar = write_nchw_classifier(tmp_path / "beside.onnx", embed_metadata=False)
+    sidecar.with_suffix(".json").write_text(wrong.to_json())
+    for model, source in ((embedded, "the edgetl.json inside 'embedded.onnx'"), (sidecar, "the sidecar 'beside.json'")):
+        with pytest.warns(UserWarning, match=f"The model has 2 outputs but {source} has 3 labels"):
+            Classifier.from_file(model)

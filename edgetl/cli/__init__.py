@@ -43,8 +43,11 @@ def main() -> None:
     if not _wants_native_logs(sys.argv[1:]):
         filter_native_logs()
     warnings.showwarning = _show_warning
+    from edgetl.streams import guarded_stdout
+
     try:
-        app()
+        with guarded_stdout("edgetl"):
+            app()
     except SystemExit as e:
         from edgetl.safety import hdf5_files_left_open
 

@@ -12,6 +12,7 @@ from edgetl.choices import IO_DTYPES
 from edgetl.cli.common import app, call_api, choice_enum, console, err_console, require_toolchain
 from edgetl.errors import EdgetlError
 from edgetl.render import show_progress
+from edgetl.spec import escaped
 
 IoDtype = choice_enum("IoDtype", IO_DTYPES)
 
@@ -80,6 +81,7 @@ def export_command(
     import json
 
     from edgetl.export import ExportOptions, copy_to_android_assets, export, export_pretrained
+    from edgetl.streams import note_done
 
     def run() -> Any:
         if (run_dir is None) == (pretrained is None):
@@ -101,6 +103,7 @@ def export_command(
 
     show_progress(err_console if json_output else console)
     report = call_api(run)
+    note_done(f"the export is in place in {escaped(str(report.output_dir))}")
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

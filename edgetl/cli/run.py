@@ -56,20 +56,27 @@ def predict(
     delegate: Annotated[Optional[DelegateChoice], typer.Option(
         help="Run on an accelerator: edgetpu loads libedgetpu.so.1.",
     )] = None,
+    strict: Annotated[bool, typer.Option(
+        help="An unreadable photo is an error (exit 2, nothing printed) instead of being skipped with a warning.",
+    )] = False,
 ) -> None:
-    """Classify photos with an exported model; labels and preprocessing are read from the model file."""
-    import json
+    """Classify photos with an exported model; labels and preprocessing are read from the model file.
 
-    from edgetl.runtime.classifier import prediction_records
+    A photo that cannot be read is skipped with a warning naming it, and the others are printed
+    (exit 0, as `train` skips unreadable photos); with --strict it stops the command (exit 2).
+    """
     from edgetl.runtime.image import expand_image_paths
+    from edgetl.runtime.predict import classify_files, predictions_json
 
     clf = _open_classifier(model, threads=threads, delegate=delegate, labels=labels)
-    images = call_api(expand_image_paths, images)
-    results = call_api(clf.classify, images, top_k=top_k)
+    files = call_api(expand_image_paths, images)
+    done = call_api(classify_files, clf, files, top_k, strict=strict)
+    for file, reason in done.skipped:
+        err_console.print(f"warning: skipped {escaped(str(file))}: {escaped(reason)}", markup=False, highlight=False)
     if json_output:
-        typer.echo(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
+        typer.echo(predictions_json(done.images, done.results))
         return
-    render.print_predictions(console, f"{model.name} ({clf.backend})", images, results)
+    render.print_predictions(console, f"{model.name} ({clf.backend})", done.images, done.results)
 
 
 @app.command()
@@ -136,9 +143,10 @@ def inspect_command(
     import json
 
     from edgetl.inspect import inspect_model
+    from edgetl.streams import stdout_carries_unicode
 
     report = call_api(inspect_model, model)
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=not stdout_carries_unicode()))
         return
     render.print_inspect(console, model.name, report)

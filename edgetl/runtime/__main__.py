@@ -1,6 +1,8 @@
 """`python -m edgetl.runtime MODEL IMAGE...`: predict on a device that has only the runtime extra.
 
-An IMAGE may be a folder: every photo below it is classified, in sorted order.
+An IMAGE may be a folder: every photo below it is classified, in sorted order. A photo that
+cannot be read is skipped with a `warning:` line naming it (exit 0, as training skips it);
+`--strict` makes it an error (exit 2, nothing printed).
 
 `python -m edgetl.runtime MODEL --selftest` checks this device against the golden vectors that
 `edgetl export` wrote (a `golden/` folder beside the model): exit 0 pass, 1 fail.
@@ -12,7 +14,6 @@ Uses argparse and plain print (no typer/rich), mirrors `edgetl predict`: exit 0 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,10 +21,12 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import DELEGATES
-from edgetl.runtime.classifier import Classifier, Prediction, prediction_records
+from edgetl.runtime.classifier import Classifier, Prediction
 from edgetl.runtime.golden import check_golden
 from edgetl.runtime.image import expand_image_paths
+from edgetl.runtime.predict import classify_files, predictions_json
 from edgetl.spec import escaped
+from edgetl.streams import guarded_stdout
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     parser.add_argument("--threads", type=int, default=None, help="Interpreter threads.")
     parser.add_argument("--delegate", choices=DELEGATES, default=None, help="Run on an accelerator (edgetpu).")
+    parser.add_argument("--strict", action="store_true",
+                        help="An unreadable photo is an error (exit 2) instead of being skipped with a warning.")
     parser.add_argument("--selftest", action="store_true", help="Check this device against the model's golden vectors.")
     parser.add_argument("--golden", type=Path, default=None,
                         help="Golden folder for --selftest (default: golden/ beside the model).")
@@ -63,15 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _selftest(Path(args.model), args.golden or Path(args.model).parent / "golden")
     try:
         clf = Classifier.from_file(args.model, threads=args.threads, delegate=args.delegate, labels=args.labels)
-        images = expand_image_paths(args.images)
-        results = clf.classify(images, top_k=args.top_k)
+        done = classify_files(clf, expand_image_paths(args.images), args.top_k, strict=args.strict)
     except EdgetlError as e:
         print(f"error: {escaped(str(e))}", file=sys.stderr)
         return 2
+    for file, reason in done.skipped:
+        print(f"warning: skipped {escaped(str(file))}: {escaped(reason)}", file=sys.stderr)
     if args.json:
-        print(json.dumps(prediction_records(images, results), indent=2, ensure_ascii=False))
+        print(predictions_json(done.images, done.results))
     else:
-        print(_format_table([str(image) for image in images], results))
+        print(_format_table([str(image) for image in done.images], done.results))
     return 0
 
 
@@ -91,4 +97,6 @@ def _selftest(model: Path, golden: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with guarded_stdout("python -m edgetl.runtime"):
+        code = main()
+    sys.exit(code)

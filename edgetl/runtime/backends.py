@@ -1,9 +1,16 @@
-"""One interpreter per model file, imported lazily: the only place that touches an inference engine.
+"""One interpreter per model, imported lazily: the only place that touches an inference engine.
 
 .tflite runs on ai-edge-litert (preferred), tflite-runtime (old devices), or `tensorflow.lite`
 only when TensorFlow is already imported by the caller; this module never imports TensorFlow
 itself. .onnx runs on onnxruntime. Every backend exposes the same four members the classifier
 needs: `input`, `output`, `run(tensor)` and `invoke()`.
+
+Every interpreter opens from the model's bytes, read once by the caller, never from the path:
+a file swapped on disk by a deploy cannot reach a runner that already holds the model.
+Every backend is thread-safe: one TFLite interpreter object is not (concurrent
+`set_tensor`/`invoke` raise "There is at least 1 reference to internal data" and can leave
+another call's output in the tensor), so `set_tensor`/`invoke`/`get_tensor` run under one lock;
+an ONNX Runtime session runs concurrent calls itself, so its feed is never shared state.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ class TensorInfo:
 
 
 class Backend(Protocol):
-    """What the classifier needs from an interpreter."""
+    """What the classifier needs from an interpreter. Implementations are thread-safe."""
 
     name: str
     input: TensorInfo
@@ -90,19 +97,28 @@ def max_threads() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-def open_backend(path: Path, *, threads: int | None, delegate: str | None) -> Backend:
-    """Open `path` on the interpreter its suffix calls for."""
+def open_backend(path: Path, *, threads: int | None, delegate: str | None, model: bytes | None = None) -> Backend:
+    """Open a model on the interpreter its path's suffix calls for.
+
+    Args:
+        path: The model file (its suffix picks the interpreter; messages name it).
+        threads: Interpreter threads, or None for the interpreter's default.
+        delegate: "edgetpu" or None.
+        model: The file's bytes as the caller read them. Defaults to `None` (read `path` now).
+    """
     if delegate is not None and delegate not in DELEGATES:
         raise EdgetlError(f"delegate must be one of {DELEGATES} or None. Received: delegate={delegate!r}")
-    if threads is not None and not 1 <= threads <= max_threads():
-        raise EdgetlError(f"threads must be in [1, {max_threads()}] (4 per CPU core here). Received: threads={threads}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= max_threads()):
+        raise EdgetlError(
+            f"threads must be in [1, {max_threads()}], an integer (4 per CPU core here). Received: threads={threads!r}"
+        )
+    if path.suffix.lower() == ".onnx" and delegate is not None:
+        raise EdgetlError(f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}")
+    data = model if model is not None else path.read_bytes()
     if path.suffix.lower() == ".onnx":
-        if delegate is not None:
-            raise EdgetlError(
-                f"Delegates apply to .tflite models only. Received: delegate={delegate!r} for {path.name}"
-            )
-        return OnnxBackend(path, threads)
-    return TfliteBackend(path, threads, delegate)
+        return OnnxBackend(path, data, threads)
+    return TfliteBackend(path, data, threads, delegate)
 
 
 def _tflite_module() -> tuple[Any, str]:
@@ -155,15 +171,15 @@ class _TfLiteShim:
 
 
 class TfliteBackend:
-    """A TFLite interpreter with one image input and one score output."""
+    """A TFLite interpreter with one image input and one score output. Thread-safe (one lock)."""
 
-    def __init__(self, path: Path, threads: int | None, delegate: str | None) -> None:
+    def __init__(self, path: Path, model: bytes, threads: int | None, delegate: str | None) -> None:
         module, self.name = _tflite_module()
         delegates = [_load_edgetpu(module)] if delegate == "edgetpu" else None
         try:
             with _without_tflite_info():
                 self._interpreter = module.Interpreter(
-                    model_path=str(path), num_threads=threads, experimental_delegates=delegates
+                    model_content=model, num_threads=threads, experimental_delegates=delegates
                 )
         except ValueError as e:
             if "Didn't find op for builtin opcode" in str(e):
@@ -178,6 +194,7 @@ class TfliteBackend:
         except RuntimeError as e:  # a delegate that rejects the graph
             raise EdgetlError(f"The interpreter cannot prepare this model: {_first_line(e)}. Received: {path}") from e
         self._path = path
+        self._lock = threading.Lock()
         self.dynamic_batch = False
         self.replicable = delegate is None
         self.metadata_props: dict[str, str] = {}
@@ -204,13 +221,18 @@ class TfliteBackend:
         self._shape = self.input.shape
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        if tensor.shape != self._shape:
-            self._resize(tensor.shape)
-        self._interpreter.set_tensor(self._in, tensor)
-        self.invoke()
-        return self._interpreter.get_tensor(self._out)
+        with self._lock:  # an uncontended lock costs well under a microsecond; an invoke, milliseconds
+            if tensor.shape != self._shape:
+                self._resize(tensor.shape)
+            self._interpreter.set_tensor(self._in, tensor)
+            self._invoke()
+            return self._interpreter.get_tensor(self._out)  # a copy: the next call cannot change it
 
     def invoke(self) -> None:
+        with self._lock:
+            self._invoke()
+
+    def _invoke(self) -> None:
         try:
             self._interpreter.invoke()
         except RuntimeError as e:
@@ -288,12 +310,16 @@ _ORT_TYPES = {
 
 
 class OnnxBackend:
-    """An onnxruntime CPU session with one image input and one score output."""
+    """An onnxruntime CPU session with one image input and one score output.
+
+    Thread-safe: ONNX Runtime runs concurrent `InferenceSession.run` calls itself, and each call
+    passes its own feed.
+    """
 
     name = "onnxruntime"
     replicable = False
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, model: bytes, threads: int | None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -306,7 +332,7 @@ class OnnxBackend:
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except _ort_errors(ort) as e:
             raise EdgetlError(
                 f"Not a valid ONNX model: corrupt, truncated or another format. Received: {path} ({_first_line(e)})"
@@ -323,19 +349,20 @@ class OnnxBackend:
             )
         self.input, self.output = _ort_info(inputs[0], self._path), _ort_info(outputs[0], self._path)
         self.dynamic_batch = bool(inputs[0].shape) and not isinstance(inputs[0].shape[0], int)
-        self._feed: dict[str, np.ndarray] = {}
+        self._last_feed: dict[str, np.ndarray] = {}
         self._ort = sys.modules["onnxruntime"]
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        self._feed = {self.input.name: tensor}
-        return self._run()[0]
+        feed = {self.input.name: tensor}
+        self._last_feed = feed  # for `invoke` only; this call runs on its own `feed`
+        return self._run(feed)[0]
 
     def invoke(self) -> None:
-        self._run()
+        self._run(self._last_feed)
 
-    def _run(self) -> list[np.ndarray]:
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
-            return self._session.run(None, self._feed)
+            return self._session.run(None, feed)
         except _ort_errors(self._ort) as e:
             raise EdgetlError(f"The model failed at invoke: {_first_line(e)}. Received: {self._path}") from e
 

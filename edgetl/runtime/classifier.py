@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from PIL import Image
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import EDGETPU_INSTALL, Backend, TensorInfo, open_backend
-from edgetl.runtime.image import image_to_pixels, load_image
+from edgetl.runtime.image import ImageSource, load_pixels
+from edgetl.runtime.input_plan import input_plan, look_up, shift_pixels
 from edgetl.runtime.metadata import FileInfo, read_onnx_info, read_tflite_info
 from edgetl.runtime.pipeline import decode_ahead, interpreter_lanes, map_ahead
 from edgetl.runtime.tflite_reader import EDGETPU_CUSTOM_OP, TFLITE_IDENTIFIER
@@ -28,10 +31,19 @@ from edgetl.spec import ModelMetadata, PreprocessingSpec, check_regular_file, pr
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
 
+BATCH_PIXELS = 300_000
+"""Input pixels per interpreter call, at most (32 photos at 96 px, 5 at 224 px): `run_pixels`
+feeds a larger batch in chunks. One dynamic batch of 1,000 photos at 96 px took 2 GB (about
+220 bytes of tensors per input pixel, kept by the interpreter after the call); a chunk of this
+size takes about 66 MB."""
+
 
 @dataclass(frozen=True)
 class Prediction:
-    """One ranked class: its output index, its label and its score (a probability for edgetl models)."""
+    """One ranked class: its output index, its label and its score (a probability for edgetl models).
+
+    Immutable, so thread-safe.
+    """
 
     index: int
     label: str
@@ -42,43 +54,18 @@ class Prediction:
         return {"label": self.label, "index": self.index, "score": self.score if math.isfinite(self.score) else None}
 
 
-def prediction_records(
-    images: Sequence[str | Path | Image.Image], results: list[list[Prediction]]
-) -> list[dict[str, Any]]:
-    """The JSON layout of `edgetl predict --json`: ``[{"image", "top_k": [{"label", "index", "score"}]}]``."""
-    return [
-        {
-            "image": str(image) if not isinstance(image, Image.Image) else "<PIL image>",
-            "top_k": [p.to_dict() for p in predictions],
-        }
-        for image, predictions in zip(images, results, strict=True)
-    ]
-
-
-@dataclass(frozen=True)
-class _InputPlan:
-    """How uint8 pixels become the input tensor, decided once per model.
-
-    `shift` is set when the affine map pixel -> quantized value is the identity within one
-    quantization step; the pixels then go through that exact integer shift, as Coral's own
-    classify.py feeds raw pixels to its uint8 models (mean=std=127.5, scale=1/128, zp=128).
-    Otherwise `table` holds the exact tensor value of every (channel, pixel value): the
-    normalization is a function of those two alone, so looking it up gives the same bits as
-    computing it per pixel, in a tenth of the time. `table` is None when the map is the
-    identity on float32 (mean 0, std 1: edgetl models normalize inside the graph).
-    """
-
-    dtype: np.dtype
-    shift: int | None
-    table: np.ndarray | None
-    nchw: bool
-
-
 class Classifier:
     """An image classifier file (.tflite or .onnx) ready to run on photos.
 
     Build it with `Classifier.from_file`. Attributes: `path`, `labels`, `spec`, `metadata`,
     `input_info`, `output_info`, `backend` (the interpreter's name), `threads`.
+
+    Thread-safe: one classifier may serve a web handler, a camera thread and a UI thread at
+    once, and each call gets its own photo's scores. Each interpreter runs one call at a time
+    (TFLite under a lock, ONNX Runtime by itself), so concurrent calls on one TFLite
+    classifier take turns on it; `classify` on several photos still fills the cores with its
+    twin interpreters. The model's bytes are read once: every interpreter, the twins included,
+    runs the model as it was when the classifier was opened, whatever later happens to the file.
     """
 
     def __init__(
@@ -90,6 +77,7 @@ class Classifier:
         spec: PreprocessingSpec,
         metadata: ModelMetadata | None,
         threads: int | None = None,
+        model: bytes | None = None,
     ) -> None:
         self.path = path
         self.threads = threads
@@ -100,8 +88,12 @@ class Classifier:
         self.backend = backend.name
         self.input_info = dataclasses.replace(backend.input, layout=spec.layout)
         self.output_info = dataclasses.replace(backend.output, layout="NC")
-        self._plan = _input_plan(spec, self.input_info)
+        self._plan = input_plan(spec, self.input_info)
+        self._model = model
         self._twins: list[Classifier] = []
+        self._twins_lock = threading.Lock()
+        height, width = spec.image_size
+        self._chunk = max(1, BATCH_PIXELS // (height * width)) if backend.dynamic_batch else backend.input.shape[0]
 
     @classmethod
     def from_file(
@@ -131,7 +123,7 @@ class Classifier:
         """
         path = Path(path)
         data = _read_model_bytes(path)
-        backend = open_backend(path, threads=threads, delegate=delegate)
+        backend = open_backend(path, threads=threads, delegate=delegate, model=data)
         if path.suffix.lower() == ".onnx":
             info = read_onnx_info(path, backend.metadata_props)
         else:
@@ -145,7 +137,8 @@ class Classifier:
         spec = _resolve_spec(info, backend.input, path)
         num_classes = _num_classes(backend.output, path)
         labels = _resolve_labels(info, labels, num_classes, path)
-        return cls(path, backend, labels=labels, spec=spec, metadata=info.metadata, threads=threads)
+        return cls(path, backend, labels=labels, spec=spec, metadata=info.metadata, threads=threads,
+                   model=data if backend.replicable else None)
 
     def quantize_input(self, pixels: np.ndarray) -> np.ndarray:
         """Turn uint8 pixels (N, H, W, 3) into the exact tensor the interpreter is fed.
@@ -157,19 +150,27 @@ class Classifier:
         self._check_pixels(pixels)
         plan = self._plan
         if plan.shift is not None:
-            tensor = _shift_pixels(pixels, plan.shift, plan.dtype)
+            tensor = shift_pixels(pixels, plan.shift, plan.dtype)
         elif plan.table is None:
             tensor = pixels.astype(plan.dtype)
         else:
-            tensor = _look_up(plan.table, pixels)
+            tensor = look_up(plan.table, pixels)
         return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2)) if plan.nchw else tensor
 
     def invoke_raw(self, tensor: np.ndarray) -> np.ndarray:
         """Run the interpreter on an input tensor and return its raw output (ints for quantized models).
 
-        A model with a fixed batch of 1 runs a larger batch one item at a time.
+        A model with a fixed batch of 1 runs a larger batch one item at a time. A tensor of another
+        type or image shape is refused before the interpreter sees it: a failed resize used to
+        leave the interpreter at the wrong shape for every later call.
         """
-        batch = tensor.shape[0] if tensor.ndim else 0
+        height, width = self.spec.image_size
+        item = (3, height, width) if self._plan.nchw else (height, width, 3)
+        if not isinstance(tensor, np.ndarray) or tensor.dtype != self._plan.dtype or tensor.shape[1:] != item:
+            got = f"{tensor.dtype} {tensor.shape}" if isinstance(tensor, np.ndarray) else type(tensor).__name__
+            raise EdgetlError(f"The input tensor must be {self._plan.dtype} of shape (N, {', '.join(map(str, item))}) "
+                              f"for this model. Received: {got}")
+        batch = tensor.shape[0]
         if batch == self.input_info.shape[0] or self._backend.dynamic_batch:
             return self._backend.run(tensor)
         if self.input_info.shape[0] != 1 or batch < 1:
@@ -195,20 +196,26 @@ class Classifier:
         return raw.astype(np.float32, copy=False)
 
     def run_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 pixels (N, H, W, 3) -> float32 scores (N, C)."""
-        return self.dequantize_output(self.invoke_raw(self.quantize_input(pixels)))
+        """uint8 pixels (N, H, W, 3) -> float32 scores (N, C), fed in chunks of `BATCH_PIXELS`."""
+        self._check_pixels(pixels)
+        if len(pixels) <= self._chunk:
+            return self.dequantize_output(self.invoke_raw(self.quantize_input(pixels)))
+        chunks = range(0, len(pixels), self._chunk)
+        return np.concatenate([self.run_pixels(pixels[i : i + self._chunk]) for i in chunks])
 
-    def load_pixels(self, image: str | Path | Image.Image) -> np.ndarray:
-        """Decode one photo (a path or a PIL image) into this model's uint8 pixels (H, W, 3)."""
-        if isinstance(image, Image.Image):
-            return image_to_pixels(image if image.mode == "RGB" else image.convert("RGB"), self.spec)
-        return image_to_pixels(load_image(image), self.spec)
+    def load_pixels(self, image: ImageSource) -> np.ndarray:
+        """Decode one photo (a path, a PIL image or a numpy array) into this model's uint8 pixels (H, W, 3).
 
-    def classify(self, images: Sequence[str | Path | Image.Image], top_k: int = 3) -> list[list[Prediction]]:
+        Every kind goes through `edgetl.runtime.image.load_image`, the conversion training used.
+        """
+        return load_pixels(image, self.spec)
+
+    def classify(self, images: Iterable[ImageSource], top_k: int = 3) -> list[list[Prediction]]:
         """Rank the classes for each photo.
 
         Args:
-            images: Photo paths or PIL images.
+            images: A list of photos: paths, PIL images or numpy arrays (see
+                `edgetl.runtime.image.load_image`), each converted exactly as a photo file is.
             top_k: How many classes to return per photo (fewer if the model has fewer).
                 Defaults to `3`.
 
@@ -222,45 +229,75 @@ class Classifier:
             index first.
 
         Raises:
-            EdgetlError: if a photo cannot be decoded or `top_k` is below 1.
+            EdgetlError: if a photo cannot be decoded, `images` is not a non-empty list of photos,
+                or `top_k` is not an integer of at least 1.
         """
-        if top_k < 1:
-            raise EdgetlError(f"top_k must be at least 1. Received: top_k={top_k}")
-        lanes = self._lanes(len(images)) if self._backend.replicable else [self]
-        if len(lanes) > 1:
-            scores = map_ahead(Classifier._score_photo, images, lanes)
-        else:  # one interpreter (already using every core, or the only one): decode threads feed it
-            scores = (self.run_pixels(pixels[None])[0] for pixels in decode_ahead(self.load_pixels, images))
-        return [self.top_k(photo_scores, top_k) for photo_scores in scores]
+        photos, top_k = _photo_list(images), _checked_top_k(top_k)
+        return [self.top_k(scores, top_k) for scores in self._scores(photos, skip_unreadable=False)]
 
-    def _score_photo(self, image: str | Path | Image.Image) -> np.ndarray:
-        return self.run_pixels(self.load_pixels(image)[None])[0]
+    def classify_each(self, images: Iterable[ImageSource], top_k: int = 3) -> list[list[Prediction] | EdgetlError]:
+        """`classify`, except that a photo that cannot be decoded does not stop the others.
+
+        Returns:
+            For each photo, its predictions, or the `EdgetlError` that says why it was not read.
+        """
+        photos, top_k = _photo_list(images), _checked_top_k(top_k)
+        return [
+            scores if isinstance(scores, EdgetlError) else self.top_k(scores, top_k)
+            for scores in self._scores(photos, skip_unreadable=True)
+        ]
+
+    def _scores(self, photos: list[ImageSource], *, skip_unreadable: bool) -> Iterator[np.ndarray | EdgetlError]:
+        """Each photo's scores, in order; with `skip_unreadable`, a decode error in its place."""
+        lanes = self._lanes(len(photos)) if self._backend.replicable else [self]
+        if len(lanes) > 1:
+            return map_ahead(lambda lane, photo: lane._score_photo(photo, skip_unreadable), photos, lanes)
+        # One interpreter (already using every core, or the only one): decode threads feed it.
+        load = self._load_or_error if skip_unreadable else self.load_pixels
+        return (
+            pixels if isinstance(pixels, EdgetlError) else self.run_pixels(pixels[None])[0]
+            for pixels in decode_ahead(load, photos)
+        )
+
+    def _load_or_error(self, image: ImageSource) -> np.ndarray | EdgetlError:
+        try:
+            return self.load_pixels(image)
+        except EdgetlError as e:
+            return e
+
+    def _score_photo(self, image: ImageSource, skip_unreadable: bool) -> np.ndarray | EdgetlError:
+        pixels = self._load_or_error(image) if skip_unreadable else self.load_pixels(image)
+        return pixels if isinstance(pixels, EdgetlError) else self.run_pixels(pixels[None])[0]
 
     def _lanes(self, photos: int) -> list[Classifier]:
         """This classifier and twins on their own interpreters, one per core's worth of threads.
 
-        The twins are opened on first need and kept for the next call.
+        The twins are opened on first need, from the bytes this classifier was opened from, and
+        kept for the next call.
         """
         wanted = max(1, min(photos, interpreter_lanes(self.threads)))
-        while len(self._twins) < wanted - 1:
-            backend = open_backend(self.path, threads=self.threads, delegate=None)
-            backend.prepare()
-            self._twins.append(
-                Classifier(self.path, backend, labels=self.labels, spec=self.spec, metadata=self.metadata,
-                           threads=self.threads)
-            )
-        return [self, *self._twins[: wanted - 1]]
+        with self._twins_lock:  # two threads' first calls must not both open twins
+            if self._model is None and len(self._twins) < wanted - 1:  # built on a backend: read the file once
+                self._model = _read_model_bytes(self.path)
+            while len(self._twins) < wanted - 1:
+                backend = open_backend(self.path, threads=self.threads, delegate=None, model=self._model)
+                backend.prepare()
+                self._twins.append(
+                    Classifier(self.path, backend, labels=self.labels, spec=self.spec, metadata=self.metadata,
+                               threads=self.threads, model=self._model)
+                )
+            return [self, *self._twins[: wanted - 1]]
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         """The `k` best classes of one score vector (C,), ties broken by the lower index."""
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")[: _checked_top_k(k)]
         return [Prediction(index=int(i), label=self.labels[i], score=float(scores[i])) for i in order]
 
     def _check_pixels(self, pixels: np.ndarray) -> None:
         expected = (*self.spec.image_size, 3)
         if (
             not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 4
-            or pixels.shape[1:] != expected
+            or pixels.shape[1:] != expected or len(pixels) == 0
         ):
             got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
             raise EdgetlError(
@@ -275,7 +312,7 @@ def load_runner(
     delegate: str | None = None,
     labels: str | Path | None = None,
 ) -> Classifier:
-    """Open a model file as a `Classifier` (the same as `Classifier.from_file`)."""
+    """Open a model file as a `Classifier` (the same as `Classifier.from_file`); thread-safe, as it is."""
     return Classifier.from_file(path, threads=threads, delegate=delegate, labels=labels)
 
 
@@ -324,7 +361,7 @@ def _resolve_spec(info: FileInfo, tensor: TensorInfo, path: Path) -> Preprocessi
         spec = info.metadata.preprocessing
         if spec.layout != layout or (size != (1, 1) and tuple(spec.image_size) != size):
             raise EdgetlError(
-                f"The model's metadata does not match its input tensor: metadata says {spec.layout} "
+                f"The model's metadata does not match its input tensor: {info.metadata_source} says {spec.layout} "
                 f"{spec.image_size}. Received: input shape {tensor.shape} in {path.name}"
             )
         return spec
@@ -363,11 +400,23 @@ def _num_classes(tensor: TensorInfo, path: Path) -> int:
 
 
 def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes: int, path: Path) -> tuple[str, ...]:
-    """An explicit labels file, else edgetl's metadata, else TFLite metadata, else the indices."""
+    """An explicit labels file, else edgetl's metadata, else TFLite metadata, else the indices.
+
+    A labels file of the wrong length is refused: replacing the model's own labels by indices
+    (as before) silently threw away correct labels for a typo in a path.
+    """
     if labels_file is not None:
-        labels, source = read_labels(Path(labels_file)), str(labels_file)
-    elif info.metadata is not None:
-        labels, source = info.metadata.labels, "the model's edgetl.json"
+        if not isinstance(labels_file, (str, os.PathLike)):
+            raise EdgetlError(f"labels must be the path of a labels file. Received: {type(labels_file).__name__}")
+        labels = read_labels(Path(labels_file))
+        if len(labels) != num_classes:
+            raise EdgetlError(
+                f"The labels file must have one label per model output: the model has {num_classes} outputs, "
+                f"the file has {len(labels)} labels. Received: {printable(str(labels_file))}"
+            )
+        return labels
+    if info.metadata is not None:
+        labels, source = info.metadata.labels, info.metadata_source
     elif info.labels is not None:
         labels, source = (
             info.labels,
@@ -385,61 +434,23 @@ def _resolve_labels(info: FileInfo, labels_file: str | Path | None, num_classes:
     return labels
 
 
-def _input_plan(spec: PreprocessingSpec, tensor: TensorInfo) -> _InputPlan:
-    dtype = np.dtype(tensor.dtype)
-    mean, std = np.asarray(spec.mean, np.float64), np.asarray(spec.std, np.float64)
-    scale, zero_point = (tensor.scale, tensor.zero_point) if tensor.scale > 0 else (1.0, 0)
-    shift = _identity_shift(mean, std, scale, zero_point) if dtype.kind in "iu" else None
-    identity = dtype == np.float32 and not mean.any() and (std == 1.0).all()
-    table = None if shift is not None or identity else _normalization_table(mean, std, scale, zero_point, dtype)
-    return _InputPlan(dtype, shift, table, spec.layout == "NCHW")
+def _photo_list(images: Iterable[ImageSource]) -> list[ImageSource]:
+    """`images` as a list of photos, or one clear error for a single photo or an empty batch."""
+    single = isinstance(images, (str, bytes, os.PathLike, Image.Image)) or (
+        isinstance(images, np.ndarray) and images.ndim != 4
+    )
+    if single or not isinstance(images, Iterable):
+        raise EdgetlError(
+            "images must be a list of photos (paths, PIL images or numpy arrays); for one photo pass "
+            f"[photo]. Received: {type(images).__name__}"
+        )
+    photos = list(images)
+    if not photos:
+        raise EdgetlError("images is empty: give at least one photo. Received: an empty batch")
+    return photos
 
 
-def _normalization_table(
-    mean: np.ndarray, std: np.ndarray, scale: float, zero_point: int, dtype: np.dtype
-) -> np.ndarray:
-    """The input value of each (channel, pixel value), by the formulas `quantize_input` documents.
-
-    Shape (3, 256), or (256,) when the three channels share one map (the common case).
-    """
-    values = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None], (256, 3))
-    if dtype.kind == "f":
-        table = ((values.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)).astype(dtype)
-    else:
-        info = np.iinfo(dtype)
-        table = np.clip(
-            np.rint((values.astype(np.float64) - mean) / std / scale + zero_point), info.min, info.max
-        ).astype(dtype)
-    return table[:, 0].copy() if (table == table[:, :1]).all() else np.ascontiguousarray(table.T)
-
-
-def _look_up(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """table[c, pixels[..., c]] for every channel c (table[pixels] for a shared map)."""
-    if table.ndim == 1:
-        return np.take(table, pixels)
-    tensor = np.empty(pixels.shape, table.dtype)
-    for channel in range(3):
-        tensor[..., channel] = table[channel][pixels[..., channel]]
-    return tensor
-
-
-def _shift_pixels(pixels: np.ndarray, shift: int, dtype: np.dtype) -> np.ndarray:
-    """pixels + shift, clipped to `dtype`, exactly; the two common cases without arithmetic."""
-    if dtype == np.uint8 and shift == 0:
-        return pixels
-    if dtype == np.int8 and shift == -128:
-        # p - 128 in two's complement is p with its top bit flipped: 100x faster than clip().
-        return (pixels ^ np.uint8(0x80)).view(np.int8)
-    info = np.iinfo(dtype)
-    return np.clip(pixels.astype(np.int16) + shift, info.min, info.max).astype(dtype)
-
-
-def _identity_shift(mean: np.ndarray, std: np.ndarray, scale: float, zero_point: int) -> int | None:
-    """The integer k with q(p) = p + k within one quantization step over p in [0, 255], if any."""
-    slope = 1.0 / (std * scale)
-    offset = zero_point - mean * slope
-    shifts = np.rint(offset)
-    if len(set(shifts.tolist())) != 1:
-        return None
-    worst = np.maximum(np.abs(offset - shifts), np.abs((slope - 1.0) * 255.0 + offset - shifts))
-    return int(shifts[0]) if float(worst.max()) <= 1.0 + 1e-9 else None
+def _checked_top_k(top_k: object) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise EdgetlError(f"top_k must be an integer of at least 1. Received: top_k={top_k!r}")
+    return int(top_k)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.tflite_reader import FlatTable, InputNormalization, TfliteMetadata, custom_op_names, read_metadata
-from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, is_edgetl_metadata
+from edgetl.spec import METADATA_FILE_NAME, ModelMetadata, is_edgetl_metadata, printable
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,15 @@ class FileInfo:
 
     Attributes:
         metadata: edgetl's own `edgetl.json` (embedded or sidecar), if any.
+        metadata_source: Where `metadata` was read, for messages: "the edgetl.json inside
+            NAME" or "the sidecar NAME.json".
         labels: Labels from standard TFLite Model Metadata, if any.
         normalization: The input's normalization and colour space from TFLite Model Metadata.
         custom_ops: Custom operator names the TFLite graph uses (e.g. "edgetpu-custom-op").
     """
 
     metadata: ModelMetadata | None = None
+    metadata_source: str = ""
     labels: tuple[str, ...] | None = None
     normalization: InputNormalization = field(default_factory=InputNormalization)
     custom_ops: tuple[str, ...] = ()
@@ -55,12 +58,13 @@ def read_tflite_info(path: Path, data: bytes) -> FileInfo:
         custom_ops = custom_op_names(FlatTable.root(data))
         archive = zip_entries(data)
         embedded = archive.get(METADATA_FILE_NAME)
-        metadata = ModelMetadata.from_json(embedded) if embedded is not None else read_sidecar(path)
+        metadata, source = _edgetl_metadata(embedded, path)
         standard = read_metadata(data, source=str(path))
         if standard is None:
-            return FileInfo(metadata=metadata, custom_ops=custom_ops)
+            return FileInfo(metadata=metadata, metadata_source=source, custom_ops=custom_ops)
         labels = _axis_labels(standard, archive)
-        return FileInfo(metadata=metadata, labels=labels, normalization=standard.input, custom_ops=custom_ops)
+        return FileInfo(metadata=metadata, metadata_source=source, labels=labels, normalization=standard.input,
+                        custom_ops=custom_ops)
     except (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
         raise EdgetlError(f"The model's embedded metadata is corrupt ({e}). Received: {path}") from e
 
@@ -68,10 +72,16 @@ def read_tflite_info(path: Path, data: bytes) -> FileInfo:
 def read_onnx_info(path: Path, props: dict[str, str]) -> FileInfo:
     """Read edgetl.json from ONNX `metadata_props` (as onnxruntime reports them), else the sidecar;
     a bare newline-joined `labels` key is used when neither exists."""
-    embedded = props.get(METADATA_FILE_NAME)
-    metadata = ModelMetadata.from_json(embedded) if embedded else read_sidecar(path)
+    metadata, source = _edgetl_metadata(props.get(METADATA_FILE_NAME) or None, path)
     labels = parse_labels(props["labels"]) if "labels" in props else None
-    return FileInfo(metadata=metadata, labels=labels)
+    return FileInfo(metadata=metadata, metadata_source=source, labels=labels)
+
+
+def _edgetl_metadata(embedded: str | bytes | None, path: Path) -> tuple[ModelMetadata | None, str]:
+    """The embedded edgetl.json, else the sidecar, and where it was read (for messages)."""
+    if embedded is not None:
+        return ModelMetadata.from_json(embedded), f"the {METADATA_FILE_NAME} inside {printable(path.name)}"
+    return read_sidecar(path), f"the sidecar {printable(path.with_suffix('.json').name)}"
 
 
 def read_sidecar(path: Path) -> ModelMetadata | None:

@@ -73,7 +73,8 @@ def test_text_file_named_jpg_is_not_a_readable_image(exported: Exported, tmp_pat
 
 @pytest.mark.parametrize(("size", "message"), [
     ((9_000, 8_000), "(9000x8000 pixels, limit 64,000,000)"),  # over edgetl's limit, under Pillow's
-    ((10_000, 10_000), "(over 89,478,485 pixels, limit 64,000,000)"),  # over Pillow's too: it refuses first
+    ((10_000, 10_000), "(10000x10000 pixels, limit 64,000,000)"),  # over Pillow's warning limit too
+    ((15_000, 15_000), "(225,000,000 pixels, limit 64,000,000)"),  # over Pillow's hard limit: it refuses first
 ])
 def test_decompression_bomb_is_refused_before_decoding(exported: Exported, tmp_path: Path, size: tuple[int, int],
                                                        message: str) -> None:
