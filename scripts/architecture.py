@@ -21,8 +21,8 @@ PACKAGE = REPO / "edgetl"
 PAGE = REPO / "docs" / "architecture-graph.md"
 STAGES = ("cli", "train", "export", "verify", "runtime")
 """The packages, drawn as rooms in this order (pipeline order, the CLI first)."""
-RUNTIME_MAY_IMPORT = frozenset({"edgetl", "edgetl._version", "edgetl.errors", "edgetl.spec"})
-"""What the device runtime may use outside itself: it ships without TensorFlow, Keras or the stages."""
+RUNTIME_MAY_IMPORT = frozenset({"edgetl", "edgetl._version", "edgetl.errors", "edgetl.spec", "edgetl.streams"})
+"""What the device runtime may use outside itself (stdlib-only helpers): it ships without TensorFlow, Keras or the stages."""
 
 Graph = dict[str, set[str]]
 
