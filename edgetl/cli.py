@@ -327,6 +327,16 @@ def predict(
     render.print_predictions(console, f"{model.name} ({clf.backend})", images, results)
 
 
+DEVICE_OPTION = typer.Option(
+    "--device",
+    help="ssh://[USER@]HOST[:PORT]: also run there, through the edgetl runtime installed on the device (system ssh, "
+    "keys only, host keys checked).",
+    rich_help_panel="Device",
+)
+SSH_CONFIG_OPTION = typer.Option(help="ssh config file for --device (ssh -F).", rich_help_panel="Device")
+DEVICE_PYTHON_OPTION = typer.Option(help="The device's python with edgetl[runtime].", rich_help_panel="Device")
+
+
 @app.command()
 def bench(
     model: Annotated[Path, typer.Argument(help="Model file (.tflite or .onnx).")],
@@ -344,19 +354,45 @@ def bench(
         "--images",
         help="A folder of photos: also time classify on them end to end (decode + resize + invoke).",
     )] = None,
+    device: Annotated[Optional[str], DEVICE_OPTION] = None,
+    ssh_config: Annotated[Optional[Path], SSH_CONFIG_OPTION] = None,
+    device_python: Annotated[str, DEVICE_PYTHON_OPTION] = "python3",
 ) -> None:
     """Time a model: p50/p90/p99 latency, images/s, and the runner's overhead over a bare invoke()."""
     import json
 
     from edgetl.runtime.benchmark import benchmark, photo_files
 
-    clf = _open_classifier(model, threads=threads, delegate=delegate)
     photos = _run(photo_files, images) if images is not None else []
+    if device is not None:
+        _bench_on_device(model, device, ssh_config, device_python, photos, runs=runs, warmup=warmup, threads=threads,
+                         json_output=json_output)
+        return
+    clf = _open_classifier(model, threads=threads, delegate=delegate)
     report = _run(benchmark, clf, runs=runs, warmup=warmup, photos=photos)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     render.print_benchmark(console, model.name, report)
+
+
+def _bench_on_device(model: Path, device: str, ssh_config: Path | None, python: str, photos: list[Path], *,
+                     runs: int, warmup: int, threads: int | None, json_output: bool) -> None:
+    import json
+
+    from edgetl.device import bench_on_device, parse_target
+    from edgetl.spec import check_regular_file
+
+    def run() -> dict[str, Any]:
+        check_regular_file(model, "Model file")
+        return bench_on_device(parse_target(device, ssh_config), python, model, photos=photos, runs=runs,
+                               warmup=warmup, threads=threads)
+
+    report = _run(run)
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render.print_device_benchmark(console, model.name, report)
 
 
 @app.command()
@@ -509,6 +545,13 @@ def verify_command(
     )] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    formats: Annotated[Optional[list[str]], typer.Option(
+        "--formats", "-f",
+        help="Comma-separated or repeated: judge only these formats (default: every artefact).",
+    )] = None,
+    device: Annotated[Optional[str], DEVICE_OPTION] = None,
+    ssh_config: Annotated[Optional[Path], SSH_CONFIG_OPTION] = None,
+    device_python: Annotated[str, DEVICE_PYTHON_OPTION] = "python3",
 ) -> None:
     """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
     _require_toolchain("verify")
@@ -517,11 +560,14 @@ def verify_command(
     from edgetl.verify import verify
 
     report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
-                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads)
+                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
+                  formats=_split_formats(formats) if formats else None, device=device, ssh_config=ssh_config,
+                  device_python=device_python)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render.print_verify(console, report)
+        render.print_verify_device(console, report)
     for line in report.failures:
         err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)
