@@ -329,7 +329,7 @@ def predict(
 
 DEVICE_OPTION = typer.Option(
     "--device",
-    help="ssh://[USER@]HOST[:PORT]: also run there, through the edgetl runtime installed on the device (system ssh, "
+    help="ssh://[USER@]HOST[:PORT]: run on that device through its installed edgetl runtime (system ssh, "
     "keys only, host keys checked).",
     rich_help_panel="Device",
 )

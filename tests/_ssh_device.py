@@ -99,17 +99,23 @@ class SshServer:
         return path
 
     def session_pids(self) -> list[int]:
-        """The per-connection sshd processes (children of the listening one)."""
-        pids = []
+        """Every sshd process serving a connection (descendants of the listening one): killing them drops it."""
+        parents = {}
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == self.process.pid:
-                    pids.append(int(entry.name))
-        return pids
+            if not entry.name.isdigit():
+                continue
+            try:
+                name, fields = (entry / "stat").read_text().rsplit(")", 1)
+            except (OSError, ValueError):
+                continue
+            parents[int(entry.name)] = (int(fields.split()[1]), name.split("(", 1)[1])
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            parent = frontier.pop()
+            children = [pid for pid, (ppid, _) in parents.items() if ppid == parent]
+            frontier += children
+            found += [pid for pid in children if parents[pid][1].startswith("sshd")]
+        return found
 
     def leftovers(self, timeout_s: float = 15.0) -> list[str]:
         """What is still in the device's TMPDIR after waiting up to `timeout_s` for it to empty."""

@@ -99,7 +99,8 @@ def probe(transport: Transport, python: str) -> dict[str, Any]:
     except subprocess.TimeoutExpired as e:
         raise EdgetlError(f"{transport.target} did not answer within {PROBE_TIMEOUT_S} s.") from e
     except KeyboardInterrupt:
-        raise EdgetlError(f"Interrupted (Ctrl-C) while asking {transport.target} what it has; nothing was written.")
+        raise EdgetlError(f"Interrupted (Ctrl-C) while asking {transport.target} what it has; "
+                          "nothing was written.") from None
     stderr = done.stderr.decode("utf-8", "replace")
     if reason := transport.explain(done.returncode, stderr):
         raise EdgetlError(reason)

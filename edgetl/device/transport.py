@@ -69,8 +69,9 @@ class SshTransport:
         text = stderr.lower()
         reason = last_line(stderr) or "ssh exited with code 255"
         if "host key verification failed" in text or "no matching host key" in text:
-            return (f"The host key of {self.target} is not known here or has changed ({reason}). Check it and add it "
-                    f"to known_hosts (for example by connecting once with ssh); edgetl never turns host-key checks off.")
+            return (f"The host key of {self.target} is not known here or has changed ({reason}). Check it and add "
+                    "it to known_hosts (for example by connecting once with ssh); edgetl never turns host-key checks "
+                    "off.")
         if "permission denied" in text:
             return (f"{self.target} refused the login ({reason}). Add your public key to the device's "
                     "~/.ssh/authorized_keys or load it into ssh-agent; edgetl never asks for a password.")
