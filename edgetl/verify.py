@@ -258,8 +258,7 @@ def verify(
         outputs[fmt] = by_name[path.name] = probs
     facts = None
     if transport is not None:
-        verdict = verify_on_device(transport, device_python, [(p, th) for _, p, th in jobs], paths,
-                                                    truth, ref_probs, by_name, threads)
+        verdict = verify_on_device(transport, device_python, jobs, paths, truth, ref_probs, by_name, threads)
         results, facts = [_with_device(r, verdict) for r in results], verdict.facts
     report = VerifyReport(
         run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,

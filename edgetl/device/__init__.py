@@ -43,7 +43,7 @@ class DeviceVerdict:
     failures: dict[str, list[str]] = field(default_factory=dict)
 
 
-def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tuple[Path, dict[str, Any]]],
+def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tuple[str, Path, dict[str, Any]]],
                      photos: Sequence[Path], truth: np.ndarray | None, ref_probs: np.ndarray,
                      host_probs: dict[str, np.ndarray | None], threads: int | None = None) -> DeviceVerdict:
     """Run every artefact on the device on the photo files and judge its scores.
@@ -51,7 +51,7 @@ def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tupl
     Args:
         transport: How to reach the device.
         python: The device's python with edgetl[runtime].
-        artefacts: (path, threshold) per artefact; the threshold as in `ParityResult.threshold`.
+        artefacts: (format, path, threshold) per artefact; the threshold as in `ParityResult.threshold`.
         photos: The photo files, in the order of `ref_probs` rows.
         truth: Label index per photo (-1 unlabelled), or None.
         ref_probs: The float model's scores (N, C).
@@ -62,15 +62,15 @@ def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tupl
         EdgetlError: when the device cannot be reached, lacks edgetl, or the run ends early.
     """
     facts = probe(transport, python)
-    files = [(path.name, path) for path, _ in artefacts]
+    files = [(path.name, path) for _, path, _ in artefacts]
     files += [(f"p{i}{photo.suffix.lower()}", photo) for i, photo in enumerate(photos)]
-    job = {"mode": "verify", "artefacts": [path.name for path, _ in artefacts], "threads": threads,
+    job = {"mode": "verify", "artefacts": [path.name for _, path, _ in artefacts], "threads": threads,
            "photos": [name for name, _ in files[len(artefacts):]]}
     events = run_job(transport, python, files, job)
     scores, times = _collect_scores(events, len(photos))
-    report_facts = device_facts(transport, facts, events)
-    verdict = DeviceVerdict(facts=report_facts, artefacts={})
-    for path, threshold in artefacts:
+    formats = {path.name: fmt for fmt, path, _ in artefacts}
+    verdict = DeviceVerdict(facts=device_facts(transport, facts, events, formats), artefacts={})
+    for _, path, threshold in artefacts:
         skipped = next((e["reason"] for e in events if e["event"] == "skipped" and e["name"] == path.name), None)
         if skipped is not None or path.name not in scores:
             verdict.artefacts[path.name] = {"skipped": f"skipped on the device: {skipped or 'not run'}"}
@@ -82,13 +82,15 @@ def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tupl
     return verdict
 
 
-def device_facts(transport: Transport, facts: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    """verify.json's top-level "device" object from the probe and the `opened` events."""
+def device_facts(transport: Transport, facts: dict[str, Any], events: list[dict[str, Any]],
+                 formats: dict[str, str] | None = None) -> dict[str, Any]:
+    """verify.json's top-level "device" object from the probe and the `opened` events (`formats`: per file name)."""
     interpreters = []
     for event in events:
         if event["event"] == "opened":
             name, _, version = str(event["interpreter"]).rpartition(" ")
-            interpreters.append({"artefact": event["name"], "name": name, "version": version})
+            interpreters.append({"artefact": event["name"], "format": (formats or {}).get(event["name"]),
+                                 "name": name, "version": version})
     return {"target": transport.target, "machine": facts.get("machine"), "system": facts.get("system"),
             "python": facts.get("python"), "edgetl": facts.get("edgetl"), "interpreters": interpreters,
             "cpu": facts.get("cpu")}
