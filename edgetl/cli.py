@@ -365,8 +365,14 @@ def bench(
 
     photos = _run(photo_files, images) if images is not None else []
     if device is not None:
-        _bench_on_device(model, device, ssh_config, device_python, photos, runs=runs, warmup=warmup, threads=threads,
-                         json_output=json_output)
+        from edgetl.device import bench_on_device, parse_target
+
+        on_device = _run(lambda: bench_on_device(parse_target(device, ssh_config), device_python, model, photos=photos,
+                                                 runs=runs, warmup=warmup, threads=threads))
+        if json_output:
+            typer.echo(json.dumps(on_device, indent=2))
+        else:
+            render.print_device_benchmark(console, model.name, on_device)
         return
     clf = _open_classifier(model, threads=threads, delegate=delegate)
     report = _run(benchmark, clf, runs=runs, warmup=warmup, photos=photos)
@@ -374,25 +380,6 @@ def bench(
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     render.print_benchmark(console, model.name, report)
-
-
-def _bench_on_device(model: Path, device: str, ssh_config: Path | None, python: str, photos: list[Path], *,
-                     runs: int, warmup: int, threads: int | None, json_output: bool) -> None:
-    import json
-
-    from edgetl.device import bench_on_device, parse_target
-    from edgetl.spec import check_regular_file
-
-    def run() -> dict[str, Any]:
-        check_regular_file(model, "Model file")
-        return bench_on_device(parse_target(device, ssh_config), python, model, photos=photos, runs=runs,
-                               warmup=warmup, threads=threads)
-
-    report = _run(run)
-    if json_output:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        render.print_device_benchmark(console, model.name, report)
 
 
 @app.command()

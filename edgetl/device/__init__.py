@@ -146,6 +146,9 @@ def bench_on_device(transport: Transport, python: str, model: Path, *, photos: S
     Raises:
         EdgetlError: as `verify_on_device`, and when the device cannot run the model.
     """
+    from edgetl.spec import check_regular_file
+
+    check_regular_file(model, "Model file")
     facts = probe(transport, python)
     files = [(model.name, model)] + [(f"p{i}{p.suffix.lower()}", p) for i, p in enumerate(photos)]
     job = {"mode": "bench", "artefacts": [model.name], "threads": threads, "runs": runs, "warmup": warmup,

@@ -140,7 +140,7 @@ def run_job(transport: Transport, python: str, files: Sequence[tuple[str, Path]]
     proc = subprocess.Popen(transport.argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     stderr: list[bytes] = []
-    _in_background(_collect, proc.stderr, stderr)
+    collector = _in_background(_collect, proc.stderr, stderr)
     _in_background(_upload, proc.stdin, header, files)
     events: list[dict[str, Any]] = []
     folder: list[str] = []  # the device's temporary folder, once it says where
@@ -154,6 +154,7 @@ def run_job(transport: Transport, python: str, files: Sequence[tuple[str, Path]]
         _close(proc, wait=finished)
         if not finished and folder:
             _remove_folder(transport, folder[0])
+    collector.join(timeout=5)  # ssh has exited: its last stderr lines are on their way
     if interrupted:
         raise EdgetlError(f"Interrupted (Ctrl-C) while running on {transport.target}; nothing was written and "
                           "the device's temporary folder was removed.")
@@ -217,8 +218,10 @@ def _collect(stream: IO[bytes], into: list[bytes]) -> None:
             into.append(line)
 
 
-def _in_background(fn: Any, *args: Any) -> None:
-    threading.Thread(target=fn, args=args, daemon=True, name="edgetl-device-io").start()
+def _in_background(fn: Any, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=fn, args=args, daemon=True, name="edgetl-device-io")
+    thread.start()
+    return thread
 
 
 def _close(proc: subprocess.Popen, *, wait: bool) -> None:
