@@ -166,9 +166,9 @@ def test_device_faults_before_the_upload(fault: str, verified: dict, run: Path, 
     elif fault == "unknown host key":
         args[3], words = str(server.client_config("unknown", known_hosts="empty_known_hosts")), ("host key",)
     elif fault == "no edgetl":
-        args[5], words = "/usr/bin/python3", ("edgetl is not installed", "pip install 'edgetl[runtime]==")
+        args[5], words = "/usr/bin/python3", ("edgetl is not installed", "pip install 'edgetl[runtime]'")
     else:
-        args[5], words = str(older_edgetl(tmp_path)), ("has edgetl 0.0.1 and this host", "pip install 'edgetl[runtime]==")
+        args[5], words = str(older_edgetl(tmp_path)), ("has edgetl 0.0.1, older than", "pip install 'edgetl[runtime]==")
     assert_fault(edgetl("verify", str(run), *args), run, before, previous, server, *words)
 
 

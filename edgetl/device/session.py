@@ -82,8 +82,13 @@ PROBE_TIMEOUT_S = 90
 FINISH_TIMEOUT_S = 30
 
 
-def install_command(python: str) -> str:
-    return f"{python} -m pip install 'edgetl[runtime]=={__version__}'"
+def install_command(python: str, *, pinned: bool = False) -> str:
+    """The device's install line: the README's `pip install 'edgetl[runtime]'`, or this host's exact version."""
+    return f"{python} -m pip install 'edgetl[runtime]{f'=={__version__}' if pinned else ''}'"
+
+
+WHEEL_NOTE = (f"(this host has {__version__}; without a package index, build the wheel and install "
+              f"edgetl-{__version__}-py3-none-any.whl[runtime] as the README's Raspberry Pi section shows)")
 
 
 def probe(transport: Transport, python: str) -> dict[str, Any]:
@@ -117,14 +122,20 @@ def _checked(facts: dict[str, Any], target: str, python: str) -> dict[str, Any]:
     device = facts.get("edgetl")
     if device is None:
         raise EdgetlError(f"edgetl is not installed for {python} on {target}. Install it there: "
-                          f"{install_command(python)}")
+                          f"{install_command(python)} {WHEEL_NOTE}")
     if device != __version__:
-        raise EdgetlError(f"{target} has edgetl {device} and this host {__version__}: install the host's version "
-                          f"there: {install_command(python)}")
+        older = "older" if _version_key(device) < _version_key(__version__) else "newer"
+        raise EdgetlError(f"{target} has edgetl {device}, {older} than this host's {__version__}: install "
+                          f"{__version__} there: {install_command(python, pinned=True)} {WHEEL_NOTE}")
     if facts.get("runtime_error"):
         raise EdgetlError(f"edgetl's runtime does not load on {target} ({facts['runtime_error']}). Reinstall it "
-                          f"there: {install_command(python)}")
+                          f"there: {install_command(python, pinned=True)}")
     return facts
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """"0.10.1" -> (0, 10, 1); parts that are not numbers count as 0 (enough to say older or newer)."""
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
 
 
 def run_job(transport: Transport, python: str, files: Sequence[tuple[str, Path]], job: dict[str, Any]
