@@ -61,12 +61,11 @@ def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tupl
     Raises:
         EdgetlError: when the device cannot be reached, lacks edgetl, or the run ends early.
     """
-    facts = probe(transport, python)
     files = [(path.name, path) for _, path, _ in artefacts]
     files += [(f"p{i}{photo.suffix.lower()}", photo) for i, photo in enumerate(photos)]
     job = {"mode": "verify", "artefacts": [path.name for _, path, _ in artefacts], "threads": threads,
            "photos": [name for name, _ in files[len(artefacts):]]}
-    events = run_job(transport, python, files, job)
+    facts, events = _probe_and_run(transport, python, files, job)
     scores, times = _collect_scores(events, len(photos))
     formats = {path.name: fmt for fmt, path, _ in artefacts}
     verdict = DeviceVerdict(facts=device_facts(transport, facts, events, formats), artefacts={})
@@ -80,6 +79,15 @@ def verify_on_device(transport: Transport, python: str, artefacts: Sequence[tupl
         verdict.artefacts[path.name] = figures
         verdict.failures[path.name] = failures
     return verdict
+
+
+def _probe_and_run(transport: Transport, python: str, files: list[tuple[str, Path]], job: dict[str, Any]
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The probe's facts and the run's events; Ctrl-C at any point is one error line (exit 2), as a fault."""
+    try:
+        return probe(transport, python), run_job(transport, python, files, job)
+    except KeyboardInterrupt:
+        raise EdgetlError(f"Interrupted (Ctrl-C) while working with {transport.target}; nothing was written.") from None
 
 
 def device_facts(transport: Transport, facts: dict[str, Any], events: list[dict[str, Any]],
@@ -149,11 +157,10 @@ def bench_on_device(transport: Transport, python: str, model: Path, *, photos: S
     from edgetl.spec import check_regular_file
 
     check_regular_file(model, "Model file")
-    facts = probe(transport, python)
     files = [(model.name, model)] + [(f"p{i}{p.suffix.lower()}", p) for i, p in enumerate(photos)]
     job = {"mode": "bench", "artefacts": [model.name], "threads": threads, "runs": runs, "warmup": warmup,
            "photos": [name for name, _ in files[1:]]}
-    events = run_job(transport, python, files, job)
+    facts, events = _probe_and_run(transport, python, files, job)
     for event in events:
         if event["event"] == "skipped":
             raise EdgetlError(f"{model.name} cannot run on {transport.target}: {event['reason']}")
