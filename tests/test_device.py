@@ -20,7 +20,7 @@ import pytest
 from _export_shared import exported_run
 from _ssh_device import SshServer, free_port, worker_pid
 from conftest import write_solid_photos
-from test_runtime_isolation import _runtime_venv
+from test_runtime_isolation import _loaded, _runtime_venv
 
 from edgetl.device import parse_target
 from edgetl.errors import EdgetlError
@@ -74,6 +74,11 @@ def test_the_ssh_command_keeps_batch_mode_and_host_key_checks(tmp_path: Path) ->
     assert ["-F", str(config)] == argv[argv.index("-F"):argv.index("-F") + 2] and "2222" in argv
     assert not any("StrictHostKeyChecking" in part or "KnownHosts" in part for part in argv)
     assert transport.target == "ssh://pi@raspberrypi.local:2222"
+
+
+def test_the_device_worker_loads_no_toolchain() -> None:
+    """What runs on the device: numpy, Pillow and an interpreter, never TensorFlow, Keras or edgetl's stages."""
+    assert _loaded("import json, sys\nimport edgetl.runtime.remote\nimport edgetl.runtime.benchmark\n") == []
 
 
 def edgetl(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
