@@ -60,7 +60,7 @@ def arm64_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ssh
         wrapper = work / "arm64-python"
         wrapper.write_text(
             "#!/bin/sh\nexec env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU=cortex-a72 "
-            f'TMPDIR="$TMPDIR" chroot {root} /root/edgetl-venv/bin/python "$@"\n'
+            f'TMPDIR="$TMPDIR" {shutil.which("chroot")} {root} /root/edgetl-venv/bin/python "$@"\n'
         )
         wrapper.chmod(0o755)
         server = SshServer.start(work / "sshd", device_tmp=device_tmp)
