@@ -127,6 +127,20 @@ def test_verify_on_a_runtime_only_device(verified: dict, run: Path, server: SshS
 
 
 @pytest.mark.slow
+def test_the_gate_fails_on_the_device_too(run: Path, server: SshServer, device_python: Path) -> None:
+    """A threshold no sample can meet: the FAIL lines name the artefact and say "on the device"."""
+    result = edgetl("verify", str(run), "--formats", "tflite-fp32", "--min-agreement", "1.01",
+                    *device_args(server, device_python))
+    assert result.returncode == 1, result.stdout + result.stderr
+    fails = [line for line in result.stderr.splitlines() if line.startswith("FAIL ")]
+    assert any(line.startswith("FAIL model_tflite-fp32.tflite: on the device: ") for line in fails), fails
+    report = json.loads((run / "export" / "verify.json").read_text())
+    assert [a["format"] for a in report["artefacts"]] == ["tflite-fp32"]
+    assert report["artefacts"][0]["device"]["passed"] is False
+    assert server.leftovers() == []
+
+
+@pytest.mark.slow
 def test_bench_on_the_device(run: Path, server: SshServer, device_python: Path, colour_photos: Path) -> None:
     model = run / "export" / "model_tflite-int8.tflite"
     result = edgetl("bench", str(model), *device_args(server, device_python), "--images", str(colour_photos),
