@@ -300,3 +300,45 @@ def print_inspect(console: Console, model_name: str, report: Any) -> None:
                 console.print(f"  ✗ {op['op']} x{op['count']}: {'; '.join(op['reasons'])}", highlight=False)
         for note in p["notes"]:
             console.print(f"  note: {note}", highlight=False)
+
+
+def device_line(facts: dict[str, Any]) -> str:
+    """One line naming the device (target, machine, system, python, edgetl, CPU), escaped for rich."""
+    return escape(escaped(f"Device {facts['target']}: {facts['machine']}, {facts['system']}, Python {facts['python']}, "
+                          f"edgetl {facts['edgetl']}, CPU {facts.get('cpu') or 'not reported'}"))
+
+
+def print_verify_device(console: Console, report: Any) -> None:
+    """The device's columns beside the host's, one row per artefact (only after `verify --device`)."""
+    if report.device is None:
+        return
+    table = Table(title=device_line(report.device))
+    for column in ("", "format", "host agreement", "device agreement (differ/allowed)", "device acc",
+                   "device max |Δp|", "host≠device top-1", "host-device max diff", "host p50 ms", "device p50 ms",
+                   "device p95 ms"):
+        table.add_column(column, justify="left" if column in ("", "format") else "right", no_wrap=column == "format")
+    for r in report.results:
+        d = r.device or {"skipped": "skipped on the device: not run"}
+        if "skipped" in d:
+            table.add_row("-", r.format, f"{r.top1_agreement:.1%}", escape(escaped(d["skipped"])), *[""] * 7)
+            continue
+        gate = d.get("gate") or {}
+        table.add_row(
+            "[green]✓[/]" if d.get("passed") else "[red]✗[/]", r.format, f"{r.top1_agreement:.1%}",
+            f"{d['agreement']:.1%} ({gate.get('disagreements')}/{max(gate.get('allowed_disagreements', 0), 0)})",
+            "n/a" if d["accuracy"] is None else f"{d['accuracy']:.1%}", f"{d['max_abs_dprob']:.0e}",
+            str(d["host_device_top1_differ"]), "n/a" if d["host_device_max_abs_diff"] is None
+            else f"{d['host_device_max_abs_diff']:.0e}", f"{r.latency_ms_p50:.1f}", f"{d['p50_ms']:.1f}",
+            f"{d['p95_ms']:.1f}",
+        )
+    console.print(table)
+
+
+def print_device_benchmark(console: Console, model_name: str, report: dict[str, Any]) -> None:
+    """`bench --device`: the device's own latency table, then the device it ran on."""
+    from edgetl.runtime.benchmark import BenchReport, Latency
+
+    fields = {k: report[k] for k in ("model", "backend", "threads", "runs", "photos", "photos_per_s")}
+    bench = BenchReport(**fields, invoke=Latency(**report["invoke"]), run_pixels=Latency(**report["run_pixels"]))
+    print_benchmark(console, f"{model_name} on {report['device']['target']}", bench)
+    console.print(device_line(report["device"]), highlight=False)

@@ -84,3 +84,18 @@ def _main(
 def choice_enum(name: str, values: tuple[str, ...]) -> Any:
     """A `str` Enum of the API's own values, which Typer lists in the help and checks."""
     return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
+
+
+def split_formats(values: list[str]) -> tuple[str, ...]:
+    """`--formats a,b --formats c` -> ("a", "b", "c")."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+DEVICE_OPTION = typer.Option(
+    "--device",
+    help="ssh://[USER@]HOST[:PORT]: run on that device through its installed edgetl runtime (system ssh, "
+    "keys only, host keys checked).",
+    rich_help_panel="Device",
+)
+SSH_CONFIG_OPTION = typer.Option(help="ssh config file for --device (ssh -F).", rich_help_panel="Device")
+DEVICE_PYTHON_OPTION = typer.Option(help="The device's python with edgetl[runtime].", rich_help_panel="Device")

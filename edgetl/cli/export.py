@@ -9,16 +9,12 @@ import typer
 
 from edgetl import render
 from edgetl.choices import IO_DTYPES
-from edgetl.cli.common import app, call_api, choice_enum, console, err_console, require_toolchain
+from edgetl.cli.common import app, call_api, choice_enum, console, err_console, require_toolchain, split_formats
 from edgetl.errors import EdgetlError
 from edgetl.render import show_progress
 from edgetl.spec import escaped
 
 IoDtype = choice_enum("IoDtype", IO_DTYPES)
-
-
-def _split_formats(values: list[str]) -> tuple[str, ...]:
-    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
 @app.command("export")
@@ -92,7 +88,7 @@ def export_command(
                 f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}"
             )
         options = ExportOptions(
-            formats=_split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
+            formats=split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
             io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
             output_dir=out if run_dir is not None else None,
         )

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgetl import render
-from edgetl.cli.common import app, call_api, console, err_console
+from edgetl.cli.common import DEVICE_OPTION, DEVICE_PYTHON_OPTION, SSH_CONFIG_OPTION, app, call_api, console, err_console
 from edgetl.spec import escaped
 
 
@@ -96,14 +96,27 @@ def bench(
         "--images",
         help="A folder of photos: also time classify on them end to end (decode + resize + invoke).",
     )] = None,
+    device: Annotated[Optional[str], DEVICE_OPTION] = None,
+    ssh_config: Annotated[Optional[Path], SSH_CONFIG_OPTION] = None,
+    device_python: Annotated[str, DEVICE_PYTHON_OPTION] = "python3",
 ) -> None:
     """Time a model: p50/p90/p99 latency, images/s, and the runner's overhead over a bare invoke()."""
     import json
 
     from edgetl.runtime.benchmark import benchmark, photo_files
 
-    clf = _open_classifier(model, threads=threads, delegate=delegate)
     photos = call_api(photo_files, images) if images is not None else []
+    if device is not None:
+        from edgetl.device import bench_on_device, parse_target
+
+        on_device = call_api(lambda: bench_on_device(parse_target(device, ssh_config), device_python, model,
+                                                     photos=photos, runs=runs, warmup=warmup, threads=threads))
+        if json_output:
+            typer.echo(json.dumps(on_device, indent=2))
+        else:
+            render.print_device_benchmark(console, model.name, on_device)
+        return
+    clf = _open_classifier(model, threads=threads, delegate=delegate)
     report = call_api(benchmark, clf, runs=runs, warmup=warmup, photos=photos)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from edgetl import render
-from edgetl.cli.common import app, call_api, console, err_console, require_toolchain
+from edgetl.cli.common import (
+    DEVICE_OPTION,
+    DEVICE_PYTHON_OPTION,
+    SSH_CONFIG_OPTION,
+    app,
+    call_api,
+    console,
+    err_console,
+    require_toolchain,
+    split_formats,
+)
 
 
 @app.command("verify")
@@ -34,6 +44,13 @@ def verify_command(
     )] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    formats: Annotated[Optional[list[str]], typer.Option(
+        "--formats", "-f",
+        help="Comma-separated or repeated: judge only these formats (default: every artefact).",
+    )] = None,
+    device: Annotated[Optional[str], DEVICE_OPTION] = None,
+    ssh_config: Annotated[Optional[Path], SSH_CONFIG_OPTION] = None,
+    device_python: Annotated[str, DEVICE_PYTHON_OPTION] = "python3",
 ) -> None:
     """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
     require_toolchain("verify")
@@ -42,11 +59,14 @@ def verify_command(
     from edgetl.verify import verify
 
     report = call_api(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
-                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads)
+                      max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
+                      formats=split_formats(formats) if formats else None, device=device, ssh_config=ssh_config,
+                      device_python=device_python)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render.print_verify(console, report)
+        render.print_verify_device(console, report)
     for line in report.failures:
         err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)

@@ -13,6 +13,7 @@ Writes `verify.json`, `verify.md` and `parity.png` into `RUN_DIR/export/`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgetl._callable import make_callable
+from edgetl.device import parse_target, verify_on_device
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file
 from edgetl.runtime.pipeline import decode_workers
@@ -49,6 +51,10 @@ def verify(
     seed: int = 0,
     strict: bool = False,
     write: bool = True,
+    formats: Sequence[str] | None = None,
+    device: str | None = None,
+    ssh_config: str | Path | None = None,
+    device_python: str = "python3",
 ) -> VerifyReport:
     """Compare every artefact in `RUN_DIR/export/` with the run's float Keras model.
 
@@ -70,6 +76,11 @@ def verify(
         seed: Seed of the `max_images` draw. Defaults to `0`.
         strict: Raise one `EdgetlError` listing every failure instead of returning. Defaults to `False`.
         write: Write verify.json, verify.md and parity.png. Defaults to `True`.
+        formats: Judge only the artefacts of these formats (e.g. "tflite-int8"). Defaults to `None` (all).
+        device: `ssh://[USER@]HOST[:PORT]`: also run every artefact there on the same photo
+            files (`edgetl.device`), judged by the same gate. Defaults to `None` (this host only).
+        ssh_config: An ssh config file for the device (`ssh -F`). Defaults to `None` (ssh's own).
+        device_python: The device's python with edgetl[runtime]. Defaults to `"python3"`.
 
     Returns:
         The report (`report.passed` is the verdict).
@@ -87,6 +98,7 @@ def verify(
     check_number("seed", seed, 0, 2**32 - 1, integer=True)
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
+    transport = None if device is None else parse_target(device, ssh_config)
     check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     recorded = export_dir / float_reference.FILE
@@ -99,6 +111,7 @@ def verify(
         if loading is not None:
             loading.result()  # a model that cannot load is the run's real problem: its error comes first
         raise
+    artefacts = _only_formats(artefacts, formats)
     paths, truth, source = _select_images(run_dir, meta.labels, data, images, sample_gate.held_out_split(run_dir))
     if probe is not None:
         paths, truth, source = sample_gate.add_probe(paths, truth, source, Path(probe))
@@ -133,15 +146,19 @@ def verify(
     latency_ms = cached[1] if cached else keras_latency(loading.result()[0], pixels)
     reference = {**_reference_figures(ref_probs, truth, meta.labels, latency_ms),
                  "scores_from": "model.keras" if cached is None else f"export/{float_reference.FILE}"}
-    results, outputs = [], {}
+    results, outputs, by_name = [], {}, {}
     for (fmt, path, threshold), run in zip(jobs, runs):
         result, probs = _compare(fmt, path, run, pixels, truth, ref_probs, reference, meta, threshold)
         results.append(result)
-        outputs[fmt] = probs
+        outputs[fmt] = by_name[path.name] = probs
+    facts = None
+    if transport is not None:
+        verdict = verify_on_device(transport, device_python, jobs, paths, truth, ref_probs, by_name, threads)
+        results, facts = [_with_device(r, verdict) for r in results], verdict.facts
     report = VerifyReport(
         run_dir=run_dir, data=source, images=len(paths), labelled=truth is not None, reference=reference,
         results=tuple(results), cross=_cross(outputs), skipped=tuple(skipped),
-        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels, truth),
+        flips=sample_gate.flipped_photos(paths, ref_probs, outputs, meta.labels, truth), device=facts,
     )
     if write:
         with disk_errors(f"the parity reports into {export_dir}"):
@@ -174,6 +191,16 @@ def find_artefacts(export_dir: Path) -> list[tuple[str, Path]]:
     if not found:
         raise EdgetlError(f"No artefacts (model_*.tflite, model_*.onnx) in {export_dir}; run `edgetl export` first.")
     return found
+
+
+def _only_formats(artefacts: list[tuple[str, Path]], formats: Sequence[str] | None) -> list[tuple[str, Path]]:
+    if formats is None:
+        return artefacts
+    unknown = sorted(set(formats) - {fmt for fmt, _ in artefacts})
+    if unknown:
+        raise EdgetlError(f"No artefact of format {', '.join(unknown)} in the export folder. Received: "
+                          f"formats={list(formats)}, artefacts {[fmt for fmt, _ in artefacts]}")
+    return [(fmt, path) for fmt, path in artefacts if fmt in formats]
 
 
 def _format_order() -> list[str]:
@@ -331,6 +358,12 @@ def _compare(fmt: str, path: Path, run: _ArtefactRun, pixels: np.ndarray, truth:
     return ParityResult(**base, shape_ok=True, top1_agreement=agreement, max_abs_diff=max_diff, mean_abs_diff=mean_diff,
                         accuracy=accuracy, accuracy_delta=delta, per_class_delta=per_class,
                         latency_ms_p50=p50, latency_ms_p95=p95, failures=tuple(failures), gate=gate), probs
+
+
+def _with_device(result: ParityResult, verdict: Any) -> ParityResult:
+    """`result` with its device figures, and the device's failed checks added to its own."""
+    return dataclasses.replace(result, device=verdict.artefacts.get(result.name),
+                               failures=result.failures + tuple(verdict.failures.get(result.name, ())))
 
 
 def _cross(outputs: dict[str, np.ndarray | None]) -> dict[str, Any] | None:

@@ -95,8 +95,36 @@ def render_markdown(report: VerifyReport) -> str:
         lines += [f"| {Path(r['image']).name} | {r['float']['label']} {r['float']['score']:.3f} | "
                   f"{r['artefact']['label']} {r['artefact']['score']:.3f} ({r['float']['label']} "
                   f"{r['artefact']['float_label_score']:.3f}) |" for r in rows]
+    lines += device_markdown(report)
     lines += ["", f"Verdict: {'PASS' if report.passed else 'FAIL'}", ""]
     return "\n".join(lines)
+
+
+def device_markdown(report: VerifyReport) -> list[str]:
+    """The device's figures beside the host's, after `verify --device` (else no lines)."""
+    facts = report.device
+    if facts is None:
+        return []
+    interpreters = ", ".join(sorted({f"{i['name']} {i['version']}" for i in facts["interpreters"]})) or "none"
+    lines = ["", f"## On the device {facts['target']}", "",
+             f"{facts['machine']}, {facts['system']}, Python {facts['python']}, edgetl {facts['edgetl']}, "
+             f"CPU {facts.get('cpu') or 'not reported'}; interpreters: {interpreters}.", "",
+             "| artefact | host agreement | device agreement | device accuracy | device max \\|Δp\\| "
+             "| host≠device top-1 | host-device max \\|Δp\\| | host p50 ms | device p50 ms | device p95 ms | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report.results:
+        d = r.device or {"skipped": "skipped on the device: not run"}
+        if "skipped" in d:
+            lines.append(f"| {r.name} | {_pct(r.top1_agreement)} | {d['skipped']} | | | | | | | | |")
+            continue
+        failed = [reason for reason in r.failures if reason.startswith("on the device")]
+        diff = "n/a" if d["host_device_max_abs_diff"] is None else f"{d['host_device_max_abs_diff']:.2e}"
+        lines.append(
+            f"| {r.name} | {_pct(r.top1_agreement)} | {_pct(d['agreement'])} ({d['disagreements']} of {d['n']} differ) "
+            f"| {_pct(d['accuracy'])} | {d['max_abs_dprob']:.2e} | {d['host_device_top1_differ']} | {diff} "
+            f"| {r.latency_ms_p50:.2f} | {d['p50_ms']:.2f} | {d['p95_ms']:.2f} | "
+            f"{'pass' if not failed else 'FAIL: ' + '; '.join(failed)} |")
+    return lines
 
 
 THUMBNAIL_PX = 96

@@ -35,6 +35,7 @@ class ParityResult:
         gate: The counts the agreement and accuracy checks judged (`sample_gate`): photos,
             disagreements and how many were allowed, the Wilson interval of the agreement, and
             labelled photos lost against the float model and how many were allowed.
+        device: Its figures on the device (`edgetl.device.judge`) with `verify --device`, else None.
     """
 
     name: str
@@ -53,6 +54,7 @@ class ParityResult:
     threshold: dict[str, float | None]
     failures: tuple[str, ...] = ()
     gate: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -66,6 +68,7 @@ class ParityResult:
             "latency_ms_p50": self.latency_ms_p50, "latency_ms_p95": self.latency_ms_p95,
             "shape_ok": self.shape_ok, "per_class_delta": self.per_class_delta, "threshold": self.threshold,
             "failures": list(self.failures), "passed": self.passed, "gate": self.gate,
+            **({"device": self.device} if self.device is not None else {}),
         }
 
 
@@ -84,6 +87,7 @@ class VerifyReport:
         skipped: Artefacts that cannot run on this CPU (e.g. Edge TPU), with the reason.
         flips: Per artefact, the photos whose top-1 differs from the float model's, with both
             models' top class and score (`sample_gate.flipped_photos`).
+        device: The device the artefacts also ran on (`DeviceVerdict.facts`), or None.
     """
 
     run_dir: Path
@@ -95,6 +99,7 @@ class VerifyReport:
     cross: dict[str, Any] | None = None
     skipped: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     flips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    device: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -110,5 +115,5 @@ class VerifyReport:
             "run_dir": str(self.run_dir), "data": self.data, "images": self.images, "labelled": self.labelled,
             "reference": self.reference, "artefacts": [r.to_dict() for r in self.results], "cross": self.cross,
             "skipped": [{"name": n, "reason": why} for n, why in self.skipped], "passed": self.passed,
-            "flips": self.flips,
+            "flips": self.flips, **({"device": self.device} if self.device is not None else {}),
         }
