@@ -4,7 +4,7 @@ Quantized kernels differ between CPUs (a third-party int8 MobileNetV2 scores one
 x86 and 0.914 on arm64), so parity proven on the exporting host says little about a Raspberry
 Pi. Here the device decodes the same photo files with its own Pillow, runs each artefact with its
 own interpreter (`python -m edgetl.runtime.remote`) and streams the scores back; the host judges
-them with the same gate as its own run (`edgetl.sample_gate`) and compares them with the host's
+them with the same gate as its own run (`edgetl.verify.sample_gate`) and compares them with the host's
 scores of the same artefact.
 
 The host side imports numpy and edgetl's gate only; the transport (`edgetl.device.transport`)
@@ -120,7 +120,7 @@ def _collect_scores(events: list[dict[str, Any]], n: int) -> tuple[dict[str, lis
 def judge(probs: np.ndarray, ms: list[float], ref_probs: np.ndarray, truth: np.ndarray | None,
           host: np.ndarray | None, threshold: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """One artefact's device figures and its failed checks, judged by the host's gate."""
-    from edgetl import sample_gate
+    from edgetl.verify import sample_gate
 
     if probs.shape != ref_probs.shape:
         return {"n": len(probs), "shape_ok": False}, [
