@@ -44,6 +44,10 @@ def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         err_console.print(f"error: {escaped(str(e))}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
+        import signal
+
+        # Exiting: more Ctrl-C presses would only break the exit's own joins (the export's worker) with tracebacks.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         err_console.print("error: interrupted", markup=False, highlight=False)
         raise typer.Exit(code=130) from None
 
@@ -114,6 +118,7 @@ def _choices(name: str, values: tuple[str, ...]) -> Any:
     return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
+WAIT_HELP = "When another edgetl process writes this run, wait for it to finish (default: exit 2 naming it)."
 Strategy = _choices("Strategy", STRATEGIES)
 Device = _choices("Device", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
@@ -224,6 +229,7 @@ def train(
         help="Continue an interrupted run of this RUN_DIR from its last finished epoch.",
         rich_help_panel="Output",
     )] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP, rich_help_panel="Output")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Output")] = False,
     json_output: Annotated[bool, typer.Option(
         "--json",
@@ -251,7 +257,7 @@ def train(
             precision=precision.value, data_parallel=data_parallel,
         )
         return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
-                         verbose=keras_verbosity(quiet))
+                         verbose=keras_verbosity(quiet), wait=wait)
 
     show_progress(None if quiet else err_console if json_output else console)
     # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr (and
@@ -444,12 +450,14 @@ def export_command(
         "android_demo/app/src/main/assets.",
     )] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,
 ) -> None:
     """Export a run (or a pretrained ImageNet classifier) to TFLite and ONNX with embedded metadata."""
     _require_toolchain("export")
     import json
 
     from edgetl.export import ExportOptions, copy_to_android_assets, export, export_pretrained
+    from edgetl.export.android import check_android_assets
 
     def run() -> Any:
         if (run_dir is None) == (pretrained is None):
@@ -459,20 +467,28 @@ def export_command(
             raise EdgetlError(
                 f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}"
             )
+        pretrained_only = {"--weights": weights != "imagenet", "--alpha": alpha != 1.0, "--image-size": image_size != 224,
+                           "--labels": labels is not None, "--overwrite": overwrite}
+        if run_dir is not None and any(pretrained_only.values()):
+            given = ", ".join(name for name, set_ in pretrained_only.items() if set_)
+            raise EdgetlError(f"{given} only apply with --pretrained; a run's model, labels and size are its own "
+                              f"(and its export is always replaced). Received: run_dir={run_dir}")
         options = ExportOptions(
             formats=_split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
             io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
             output_dir=out if run_dir is not None else None,
         )
+        if android_assets is not None:  # checked before the old export is replaced
+            check_android_assets(android_assets, options.resolved_formats, run_dir, calibration_dir)
         if pretrained is not None:
             return export_pretrained(pretrained, out, options, weights=weights, alpha=alpha, image_size=image_size,
-                                     labels_file=labels, overwrite=overwrite)
-        return export(run_dir, options)
+                                     labels_file=labels, overwrite=overwrite, wait=wait)
+        return export(run_dir, options, wait=wait)
 
     show_progress(err_console if json_output else console)
     report = _run(run)
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        _echo_json_report(json.dumps(report.to_dict(), indent=2), report.output_dir)
     else:
         render.print_export(console, report)
     if android_assets is not None:
@@ -484,6 +500,18 @@ def export_command(
         err_console.print(f"error: golden vectors: {report.golden_error}", markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+def _echo_json_report(document: str, output_dir: Path) -> None:
+    """Print an export's --json report; when stdout cannot take it, say plainly that the export is in place."""
+    try:
+        typer.echo(document)
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        err_console.print(f"error: the export is in place in {output_dir} (its report is export.json there), but the "
+                          f"--json report could not be written to stdout: {os.strerror(e.errno or 0)}",
+                          markup=False, highlight=False)
+        raise typer.Exit(code=2) from None
 
 
 @app.command("verify")
@@ -509,6 +537,12 @@ def verify_command(
     )] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads for the artefacts.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    allow_unproven: Annotated[bool, typer.Option(
+        "--allow-unproven",
+        help="Check an export without export.json (its manifest) on the artefacts' own metadata, with a warning "
+        "(default: exit 2, as nothing proves they come from this model.keras).",
+    )] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,
 ) -> None:
     """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
     _require_toolchain("verify")
@@ -517,7 +551,8 @@ def verify_command(
     from edgetl.verify import verify
 
     report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
-                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads)
+                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
+                  allow_unproven=allow_unproven, wait=wait)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

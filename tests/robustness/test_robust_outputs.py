@@ -157,6 +157,7 @@ def test_run_whose_labels_do_not_match_the_model_is_refused(run: Path, tmp_path:
     meta = json.loads((broken / "metadata.json").read_text())
     meta["labels"].append("purple")
     (broken / "metadata.json").write_text(json.dumps(meta))
+    (broken / "labels.txt").write_text("".join(f"{label}\n" for label in meta["labels"]))  # the copy agrees
     for command in ("export", "verify"):
         result = runner.invoke(app, [command, str(broken)])
         assert result.exit_code == 2, result.output
