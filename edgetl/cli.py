@@ -467,8 +467,8 @@ def export_command(
             raise EdgetlError(
                 f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}"
             )
-        pretrained_only = {"--weights": weights != "imagenet", "--alpha": alpha != 1.0, "--image-size": image_size != 224,
-                           "--labels": labels is not None, "--overwrite": overwrite}
+        pretrained_only = {"--weights": weights != "imagenet", "--alpha": alpha != 1.0,
+                           "--image-size": image_size != 224, "--labels": labels is not None, "--overwrite": overwrite}
         if run_dir is not None and any(pretrained_only.values()):
             given = ", ".join(name for name, set_ in pretrained_only.items() if set_)
             raise EdgetlError(f"{given} only apply with --pretrained; a run's model, labels and size are its own "

@@ -183,7 +183,7 @@ def _splits_document(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def run_data_dir(run_dir: str | Path) -> Path | None:
-    """The DATA_DIR a run was trained on (from splits.json), or None without one."""
+    """The DATA_DIR a run was trained on (from splits.json), or None without one. Thread-safe (reads only)."""
     data = _splits_document(run_dir)
     return data["data_dir"] if data is not None else None
 

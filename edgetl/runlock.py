@@ -13,8 +13,8 @@ While the lock is held, the first Ctrl-C stops the work and later ones are ignor
 clean-up (removing the staging folder, stopping the worker) is done: a second Ctrl-C once killed
 an export halfway through it.
 
-Not thread-safe to share: each `folder_lock` call is its own lock, and two threads of one
-process locking one folder exclude each other like two processes.
+Thread-safe: each `folder_lock` call opens its own lock, so two threads of one process that lock
+one folder exclude each other as two processes do (only the main thread's Ctrl-C is changed).
 """
 
 from __future__ import annotations
@@ -48,14 +48,17 @@ class FolderBusy(EdgetlError):
 
 
 def lock_path(target: Path) -> Path:
-    """The lock file of `target`: beside it, so it outlives the folder being swapped or replaced."""
+    """The lock file of `target`: beside it, so it outlives the folder being swapped or replaced.
+
+    Thread-safe (computes a path).
+    """
     target = Path(target).expanduser().resolve()
     return hidden_sibling(target, LOCK_TAG)
 
 
 @contextmanager
 def folder_lock(target: Path, command: str, *, wait: bool = False) -> Iterator[None]:
-    """Hold `target`'s lock for the block; see the module docstring.
+    """Hold `target`'s lock for the block; see the module docstring. Thread-safe (a lock per call).
 
     Args:
         target: The folder the block writes (it need not exist yet; its parent is created).
@@ -81,7 +84,7 @@ def folder_lock(target: Path, command: str, *, wait: bool = False) -> Iterator[N
 
 @contextmanager
 def folder_locks(targets: list[Path], command: str, *, wait: bool = False) -> Iterator[None]:
-    """`folder_lock` on each distinct folder of `targets`, in order."""
+    """`folder_lock` on each distinct folder of `targets`, in order. Thread-safe, as `folder_lock`."""
     with ExitStack() as stack:
         seen: set[Path] = set()
         for target in targets:
@@ -163,7 +166,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def busy_message(target: Path, holder: dict[str, Any], path: Path) -> str:
-    """The one line a second process shows: who writes `target`, since when, and what to do."""
+    """The one line a second process shows: who writes `target`, since when, and what to do. Thread-safe."""
     who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('started', '?')}"
     what = f" ({holder['command']})" if holder.get("command") else ""
     if holder.get("host", HOST) != HOST:

@@ -76,7 +76,7 @@ def check_apart(out: Path, protected: Path | None, what: str) -> None:
 def check_no_dangling_link(path: Path, option: str) -> None:
     """Refuse an output path that runs through a symbolic link to nothing.
 
-    Resolving such a path would create the link's target, wherever it points.
+    Resolving such a path would create the link's target, wherever it points. Thread-safe (reads only).
 
     Raises:
         EdgetlError: naming the link and where it points.
@@ -221,7 +221,7 @@ def _alive(pid: Any) -> bool:
 def owned_by_live_process(record: dict[str, Any]) -> bool:
     """Whether a marker or lock `record` ({"pid", "host"}) names a process that may still run.
 
-    A process of another host counts as live: its state cannot be checked from here.
+    A process of another host counts as live: its state cannot be checked from here. Thread-safe.
     """
     if record.get("host", HOST) != HOST:
         return True
@@ -294,7 +294,8 @@ def vouched_for(export_dir: Path, item: Path) -> bool:
     return Path(item).is_file() and files.get(Path(item).name) == file_sha256(item)
 
 
-def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path], *, allow_unproven: bool = False) -> None:
+def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path], *,
+                   allow_unproven: bool = False) -> None:
     """Refuse artefacts that the export folder's manifest does not vouch for.
 
     An export folder without a manifest (made by an older edgetl, or by hand) cannot prove where

@@ -295,7 +295,7 @@ def hidden_sibling(path: Path, tag: str) -> Path:
 
     A NAME too long to leave `TAG_ROOM` bytes (an --out of 247-255 characters crashed with
     "File name too long") is cut and ends in a hash of the whole name, so the same `path` always
-    gets the same sibling and two long names sharing a prefix get different ones.
+    gets the same sibling and two long names sharing a prefix get different ones. Thread-safe.
     """
     path = Path(path)
     room = NAME_MAX - 1 - max(TAG_ROOM, len(os.fsencode(tag)))

@@ -21,9 +21,9 @@ def check_android_assets(assets_dir: Path, formats: tuple[str, ...], run_dir: Pa
                          calibration_dir: Path | None = None) -> None:
     """Refuse, before the export starts, an export of no TFLite `formats`, or an assets folder
     inside the run's photos (DATA_DIR) or the calibration photos, through a dangling symbolic
-    link, or that is a file.
+    link, or that is a file. Thread-safe (reads only).
 
-    Checked after the export it once was, when the old export had been replaced already.
+    It was once checked only after the export, when the old export had been replaced already.
 
     Raises:
         EdgetlError: naming the folder and why.
