@@ -550,6 +550,7 @@ def verify_command(
 
     from edgetl.verify import verify
 
+    show_progress(err_console)  # with --wait: whom it waits for
     report = _run(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
                   max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
                   allow_unproven=allow_unproven, wait=wait)

@@ -142,9 +142,12 @@ def test_verify_with_an_artefact_of_another_run_fails_naming_why(odd_run: Path, 
     shutil.copytree(run, mixed)
     (mixed / "export").mkdir()
     shutil.copy(odd_run / "export" / "model_tflite-fp32.tflite", mixed / "export" / "model_tflite-fp32.tflite")
-    result = runner.invoke(app, ["verify", str(mixed), "--max-images", "3"])
+    refused = runner.invoke(app, ["verify", str(mixed), "--max-images", "3"])
+    assert refused.exit_code == 2 and "nothing proves its artefacts come from this model.keras" in refused.stderr
+    with pytest.warns(UserWarning, match="checked anyway"):
+        result = runner.invoke(app, ["verify", str(mixed), "--max-images", "3", "--allow-unproven"])
     assert result.exit_code == 1, result.output
-    assert result.stderr.splitlines() == [
+    assert [line for line in result.stderr.splitlines() if not line.startswith("warning:")] == [
         "FAIL model_tflite-fp32.tflite: labels ['grün, hell', 'rouge vif', '日本 猫'] differ from the run's ['blue', 'green', 'red']",
         "FAIL model_tflite-fp32.tflite: input size (32, 32) differs from the run's (64, 64)",
     ]

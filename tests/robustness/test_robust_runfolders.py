@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from conftest import write_solid_photos
 from typer.testing import CliRunner
 
 from edgetl.cli import app
-from edgetl.runlock import lock_path
+from edgetl.runlock import folder_lock, lock_path
 from edgetl.safety import HOST, MARKER, clean_leftovers, file_sha256, write_marker
 from edgetl.spec import NAME_MAX, hidden_sibling
 
@@ -239,6 +240,24 @@ def test_verify_without_export_json_fails_unless_allow_unproven(runs: dict[str, 
     with pytest.warns(UserWarning, match=r"nothing proves .* checked anyway \(--allow-unproven\)"):
         allowed = runner.invoke(app, ["verify", str(run), "--allow-unproven"])
     assert allowed.exit_code == 0, allowed.output
+
+    # --wait: a lock held by another thread (its own lock, as another process's) for a second, then verify runs.
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with folder_lock(run, "edgetl test"):
+            held.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(timeout=60)
+    threading.Timer(1.5, release.set).start()
+    with pytest.warns(UserWarning):
+        waited = runner.invoke(app, ["verify", str(run), "--allow-unproven", "--wait"])
+    holder.join()
+    assert waited.exit_code == 0, waited.output
+    assert f"waiting: {run} is being written by PID {os.getpid()} on {HOST}" in waited.stderr
 
 
 # --- edges of options and files -------------------------------------------------------------
