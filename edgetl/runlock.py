@@ -101,7 +101,11 @@ def _acquire(path: Path, target: Path, command: str, wait: bool) -> int:
         fd = _open(path, target)
         holder = _holder_if_busy(fd, path)
         if holder is None:
-            _record(fd, command)
+            try:
+                _record(fd, command)
+            except OSError as e:  # a full disk
+                os.close(fd)
+                raise EdgetlError(f"Cannot write the lock file {path}: {e.strerror or e}. Received: {target}") from e
             return fd
         os.close(fd)
         if holder is _RETRY:

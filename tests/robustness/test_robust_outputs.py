@@ -81,8 +81,8 @@ def test_disk_full_during_export_keeps_whole_artefacts_only(run: Path, small_dis
 def test_read_only_output_folder_during_export(run: Path, read_only_disk: Path) -> None:
     result = runner.invoke(app, ["export", str(run), "--formats", "onnx", "--no-golden", "--out", str(read_only_disk / "export")])
     assert result.exit_code == 2, result.output
-    assert result.stderr == (f"error: Cannot create the output folder: Read-only file system. "
-                             f"Received: {read_only_disk / 'export'}\n")
+    assert result.stderr == (f"error: Cannot write the lock file {read_only_disk / '.export.edgetl-lock'}: Read-only "
+                             f"file system. Received: {read_only_disk / 'export'}\n")
     assert (read_only_disk / "export" / "model_onnx.onnx").read_bytes() == b"an older export"
 
 
@@ -91,7 +91,7 @@ def test_read_only_output_folder_during_train(colour_photos: Path, read_only_dis
     result = runner.invoke(app, ["train", str(colour_photos), "--out", str(out), "--strategy", "scratch",
                                  "--image-size", "32", "--epochs", "1", "-q"])
     assert result.exit_code == 2, result.output
-    assert result.stderr == f"error: Cannot create the RUN_DIR's parent folder: Read-only file system. Received: {out}\n"
+    assert result.stderr == f"error: Cannot create the output folder's parent: Read-only file system. Received: {out}\n"
     assert sorted(p.name for p in read_only_disk.iterdir()) == ["export"]
 
 
