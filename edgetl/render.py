@@ -163,12 +163,19 @@ def print_export(console: Console, report: Any) -> None:
         )
     if report.golden:
         console.print(f"Golden vectors: {report.golden}", highlight=False)
-    run_dir = report.output_dir.parent
-    console.print(
-        f"Done in {report.seconds:.1f} s. Next: edgetl verify {run_dir}   |   "
-        f"edgetl inspect {report.output_dir}/model_tflite-int8.tflite",
-        highlight=False,
-    )
+    console.print(f"Done in {report.seconds:.1f} s.{_next_steps(report)}", highlight=False)
+
+
+def _next_steps(report: Any) -> str:
+    """" Next: ..." naming only what exists: verify for an export inside its run, inspect the int8 model (or any)."""
+    written = {r.format: r.path for r in report.results if r.path is not None and Path(r.path).is_file()}
+    steps = []
+    run_dir = Path(report.output_dir).parent
+    if Path(report.output_dir).name == "export" and (run_dir / "model.keras").is_file():
+        steps.append(f"edgetl verify {run_dir}")
+    if written:
+        steps.append(f"edgetl inspect {written.get('tflite-int8') or next(iter(written.values()))}")
+    return f" Next: {'   |   '.join(steps)}" if steps else ""
 
 
 def _where_mapping_stops(preflight: dict[str, Any], after: str = "") -> str:

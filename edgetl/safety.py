@@ -18,6 +18,7 @@ import math
 import numbers
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.spec import hidden_sibling
 
 MARKER = ".edgetl-run"
 """The file that says a folder was made by edgetl (a JSON object with at least "kind")."""
 STAGING_INFIX = ".edgetl-staging-"
 OLD_INFIX = ".edgetl-old-"
+HOST = socket.gethostname()
+"""This machine's name, recorded with the process id in markers and locks."""
 
 
 def write_marker(folder: Path, kind: str, **fields: Any) -> None:
@@ -69,6 +73,21 @@ def check_apart(out: Path, protected: Path | None, what: str) -> None:
         )
 
 
+def check_no_dangling_link(path: Path, option: str) -> None:
+    """Refuse an output path that runs through a symbolic link to nothing.
+
+    Resolving such a path would create the link's target, wherever it points. Thread-safe (reads only).
+
+    Raises:
+        EdgetlError: naming the link and where it points.
+    """
+    path = Path(path).expanduser()
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            raise EdgetlError(f"{option} runs through {part}, a symbolic link to {os.readlink(part)}, which does "
+                              f"not exist; edgetl does not create a link's target. Received: {option}={path}")
+
+
 def check_replaceable(target: Path, kind: str, *, flag: str = "--overwrite") -> None:
     """Refuse to replace `target` unless it is a folder edgetl made for `kind`.
 
@@ -99,12 +118,17 @@ def remove_marked(folder: Path) -> None:
 
 
 def clean_leftovers(target: Path) -> None:
-    """Remove staging and replaced folders beside `target` that a killed edgetl left behind."""
+    """Remove staging and replaced folders beside `target` that a killed edgetl left behind.
+
+    A folder whose marker names a live process (of this host; or any process of another host,
+    which cannot be checked from here) is left alone: it is another export's work in progress.
+    """
     target = Path(target)
     if not target.parent.is_dir():
         return
-    for infix in (STAGING_INFIX, OLD_INFIX):
-        for leftover in target.parent.glob(f".{target.name}{infix}*"):
+    prefixes = tuple(hidden_sibling(target, infix).name for infix in (STAGING_INFIX, OLD_INFIX))
+    for leftover in target.parent.iterdir():
+        if leftover.name.startswith(prefixes) and not owned_by_live_process(read_marker(leftover) or {}):
             remove_marked(leftover)
 
 
@@ -118,10 +142,10 @@ def staging_folder(target: Path, kind: str, what: str) -> Path:
 
     target = Path(target)
     clean_leftovers(target)
-    stage = target.with_name(f".{target.name}{STAGING_INFIX}{os.getpid()}")
+    stage = hidden_sibling(target, f"{STAGING_INFIX}{os.getpid()}")
     remove_marked(stage)
     make_folder(stage, what, received=target)
-    write_marker(stage, kind)
+    write_marker(stage, kind, pid=os.getpid(), host=HOST)
     return stage
 
 
@@ -148,7 +172,7 @@ def publish(stage: Path, target: Path) -> None:
         EdgetlError: if a rename fails (the old `target` is then put back).
     """
     target = Path(target)
-    old = target.with_name(f".{target.name}{OLD_INFIX}{os.getpid()}")
+    old = hidden_sibling(target, f"{OLD_INFIX}{os.getpid()}")
     try:
         if target.exists():
             target.rename(old)
@@ -194,6 +218,16 @@ def _alive(pid: Any) -> bool:
     return True
 
 
+def owned_by_live_process(record: dict[str, Any]) -> bool:
+    """Whether a marker or lock `record` ({"pid", "host"}) names a process that may still run.
+
+    A process of another host counts as live: its state cannot be checked from here. Thread-safe.
+    """
+    if record.get("host", HOST) != HOST:
+        return True
+    return _alive(record.get("pid"))
+
+
 @contextmanager
 def temporary_folder(prefix: str) -> Iterator[Path]:
     """A marked folder in the system temp dir, removed afterwards.
@@ -204,11 +238,11 @@ def temporary_folder(prefix: str) -> Iterator[Path]:
     root = Path(tempfile.gettempdir())
     for leftover in root.glob(f"{prefix}*"):
         marker = read_marker(leftover) if leftover.is_dir() and not leftover.is_symlink() else None
-        if marker is not None and marker.get("kind") == "temporary" and not _alive(marker.get("pid")):
+        if marker is not None and marker.get("kind") == "temporary" and not owned_by_live_process(marker):
             shutil.rmtree(leftover, ignore_errors=True)
     try:
         folder = Path(tempfile.mkdtemp(prefix=prefix))
-        write_marker(folder, "temporary", pid=os.getpid())
+        write_marker(folder, "temporary", pid=os.getpid(), host=HOST)
     except (OSError, EdgetlError) as e:
         raise EdgetlError(f"Cannot create a temporary folder in {root}: {getattr(e, 'strerror', None) or e}") from e
     try:
@@ -260,22 +294,30 @@ def vouched_for(export_dir: Path, item: Path) -> bool:
     return Path(item).is_file() and files.get(Path(item).name) == file_sha256(item)
 
 
-def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path]) -> None:
+def check_manifest(export_dir: Path, source_model: Path, artefacts: list[Path], *,
+                   allow_unproven: bool = False) -> None:
     """Refuse artefacts that the export folder's manifest does not vouch for.
 
-    An export folder without a manifest (made by an older edgetl, or by hand) is checked on the
-    artefacts' own metadata only, with a warning.
+    An export folder without a manifest (made by an older edgetl, or by hand) cannot prove where
+    its artefacts come from: a model.keras from another run once passed verify at 36.8% accuracy.
+    It is refused unless `allow_unproven`, which checks the artefacts' own metadata only, with a
+    warning.
 
     Raises:
-        EdgetlError: if the export came from another model file, or an artefact (or its sidecar)
-            is missing from the manifest or differs from it.
+        EdgetlError: if there is no manifest (without `allow_unproven`), the export came from
+            another model file, or an artefact (or its sidecar) is missing from the manifest or
+            differs from it.
     """
     import warnings
 
     recorded = _recorded_manifest(export_dir)
     if recorded is None:
-        warnings.warn(f"{export_dir} has no export manifest (an export by an older edgetl, or made by hand): "
-                      "cannot prove its artefacts come from this model.keras; re-export to record one.", stacklevel=3)
+        why = (f"{Path(export_dir) / 'export.json'} is missing or has no manifest (an export by an older edgetl, or "
+               "made by hand), so nothing proves its artefacts come from this model.keras")
+        if not allow_unproven:
+            raise EdgetlError(f"{why}; re-export, or pass --allow-unproven to check them anyway. "
+                              f"Received: {export_dir}")
+        warnings.warn(f"{why}; checked anyway (--allow-unproven).", stacklevel=4)
         return
     source = recorded.get("source_model") or {}
     if source.get("sha256") != file_sha256(source_model):

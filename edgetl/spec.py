@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -134,7 +135,8 @@ class ModelMetadata:
         return json.dumps(data, indent=2, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ModelMetadata:
+    def from_json(cls, text: str | bytes, source: str = METADATA_FILE_NAME) -> ModelMetadata:
+        """Parse an `edgetl.json` document; `source` names the file in errors (a RUN_DIR's metadata.json)."""
         try:
             data = json.loads(text)
             return cls(
@@ -146,8 +148,10 @@ class ModelMetadata:
                 edgetl_version=str(data.get("edgetl_version", "")),
                 extra=dict(data.get("extra", {})),
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise EdgetlError(f"Model metadata ({METADATA_FILE_NAME}) is malformed: {e}") from e
+        except KeyError as e:
+            raise EdgetlError(f"Model metadata {source} is malformed: it has no {e.args[0]!r} key.") from e
+        except (json.JSONDecodeError, TypeError, AttributeError) as e:
+            raise EdgetlError(f"Model metadata {source} is malformed: {e}") from e
 
 
 LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -279,7 +283,7 @@ def atomic_path(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     choose the format by the name. The process id keeps concurrent writers of one file apart.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{''.join(path.suffixes) if keep_suffix else ''}")
+    tmp = hidden_sibling(path, f".{os.getpid()}.partial{''.join(path.suffixes) if keep_suffix else ''}")
     try:
         yield tmp
         tmp.replace(path)
@@ -287,3 +291,27 @@ def atomic_path(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
         with contextlib.suppress(OSError):  # on a read-only folder, even this fails
             tmp.unlink(missing_ok=True)
         raise
+
+
+NAME_MAX = 255
+"""Longest file name, in bytes, on Linux and macOS file systems."""
+TAG_ROOM = 40
+"""Bytes kept free for what edgetl appends to a hidden sibling's name (".edgetl-staging-4194304")."""
+
+
+def hidden_sibling(path: Path, tag: str) -> Path:
+    """`.NAME{tag}` beside `path`: where edgetl stages, locks or half-writes `path`.
+
+    A NAME too long to leave `TAG_ROOM` bytes (an --out of 247-255 characters crashed with
+    "File name too long") is cut and ends in a hash of the whole name, so the same `path` always
+    gets the same sibling and two long names sharing a prefix get different ones. Thread-safe.
+    """
+    path = Path(path)
+    room = NAME_MAX - 1 - max(TAG_ROOM, len(os.fsencode(tag)))
+    stem = path.name
+    if len(os.fsencode(stem)) > room:
+        digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:12]
+        while len(os.fsencode(stem)) > room - len(digest) - 1:
+            stem = stem[:-1]
+        stem = f"{stem}~{digest}"
+    return path.with_name(f".{stem}{tag}")

@@ -39,6 +39,10 @@ def call_api(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         err_console.print(f"error: {escaped(str(e))}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
+        import signal
+
+        # Exiting: more Ctrl-C presses would only break the exit's own joins (the export's worker) with tracebacks.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         err_console.print("error: interrupted", markup=False, highlight=False)
         raise typer.Exit(code=130) from None
 
@@ -99,3 +103,5 @@ DEVICE_OPTION = typer.Option(
 )
 SSH_CONFIG_OPTION = typer.Option(help="ssh config file for --device (ssh -F).", rich_help_panel="Device")
 DEVICE_PYTHON_OPTION = typer.Option(help="The device's python with edgetl[runtime].", rich_help_panel="Device")
+
+WAIT_HELP = "When another edgetl process writes this run, wait for it to finish (default: exit 2 naming it)."

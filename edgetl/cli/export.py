@@ -9,7 +9,16 @@ import typer
 
 from edgetl import render
 from edgetl.choices import IO_DTYPES
-from edgetl.cli.common import app, call_api, choice_enum, console, err_console, require_toolchain, split_formats
+from edgetl.cli.common import (
+    WAIT_HELP,
+    app,
+    call_api,
+    choice_enum,
+    console,
+    err_console,
+    require_toolchain,
+    split_formats,
+)
 from edgetl.errors import EdgetlError
 from edgetl.render import show_progress
 from edgetl.spec import escaped
@@ -71,12 +80,14 @@ def export_command(
         "android_demo/app/src/main/assets.",
     )] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,
 ) -> None:
     """Export a run (or a pretrained ImageNet classifier) to TFLite and ONNX with embedded metadata."""
     require_toolchain("export")
     import json
 
     from edgetl.export import ExportOptions, copy_to_android_assets, export, export_pretrained
+    from edgetl.export.android import check_android_assets
     from edgetl.streams import note_done
 
     def run() -> Any:
@@ -87,15 +98,23 @@ def export_command(
             raise EdgetlError(
                 f"--pretrained needs --out DIR, the folder to create. Received: pretrained={pretrained!r}"
             )
+        pretrained_only = {"--weights": weights != "imagenet", "--alpha": alpha != 1.0,
+                           "--image-size": image_size != 224, "--labels": labels is not None, "--overwrite": overwrite}
+        if run_dir is not None and any(pretrained_only.values()):
+            given = ", ".join(name for name, set_ in pretrained_only.items() if set_)
+            raise EdgetlError(f"{given} only apply with --pretrained; a run's model, labels and size are its own "
+                              f"(and its export is always replaced). Received: run_dir={run_dir}")
         options = ExportOptions(
             formats=split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
             io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
             output_dir=out if run_dir is not None else None,
         )
+        if android_assets is not None:  # checked before the old export is replaced
+            check_android_assets(android_assets, options.resolved_formats, run_dir, calibration_dir)
         if pretrained is not None:
             return export_pretrained(pretrained, out, options, weights=weights, alpha=alpha, image_size=image_size,
-                                     labels_file=labels, overwrite=overwrite)
-        return export(run_dir, options)
+                                     labels_file=labels, overwrite=overwrite, wait=wait)
+        return export(run_dir, options, wait=wait)
 
     show_progress(err_console if json_output else console)
     report = call_api(run)

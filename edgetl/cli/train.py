@@ -10,7 +10,7 @@ import typer
 
 from edgetl import render
 from edgetl.choices import DEVICES, PRECISIONS, STRATEGIES
-from edgetl.cli.common import app, call_api, choice_enum, console, err_console, require_toolchain
+from edgetl.cli.common import WAIT_HELP, app, call_api, choice_enum, console, err_console, require_toolchain
 from edgetl.render import keras_verbosity, show_progress
 
 Strategy = choice_enum("Strategy", STRATEGIES)
@@ -123,6 +123,7 @@ def train(
         help="Continue an interrupted run of this RUN_DIR from its last finished epoch.",
         rich_help_panel="Output",
     )] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP, rich_help_panel="Output")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Output")] = False,
     json_output: Annotated[bool, typer.Option(
         "--json",
@@ -149,7 +150,7 @@ def train(
             precision=precision.value, data_parallel=data_parallel,
         )
         return train_api(data_dir, out, backbone=backbone_options, options=options, overwrite=overwrite, resume=resume,
-                         verbose=keras_verbosity(quiet))
+                         verbose=keras_verbosity(quiet), wait=wait)
 
     show_progress(None if quiet else err_console if json_output else console)
     # With --json, stdout carries only the JSON document: Keras' epoch lines go to stderr (and

@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from edgetl import render
+from edgetl.render import show_progress
 from edgetl.cli.common import (
     DEVICE_OPTION,
     DEVICE_PYTHON_OPTION,
     SSH_CONFIG_OPTION,
+    WAIT_HELP,
     app,
     call_api,
     console,
@@ -51,6 +53,12 @@ def verify_command(
     device: Annotated[Optional[str], DEVICE_OPTION] = None,
     ssh_config: Annotated[Optional[Path], SSH_CONFIG_OPTION] = None,
     device_python: Annotated[str, DEVICE_PYTHON_OPTION] = "python3",
+    allow_unproven: Annotated[bool, typer.Option(
+        "--allow-unproven",
+        help="Check an export without export.json (its manifest) on the artefacts' own metadata, with a warning "
+        "(default: exit 2, as nothing proves they come from this model.keras).",
+    )] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,
 ) -> None:
     """Check every artefact against the float Keras model; exit 1 naming each one that fails."""
     require_toolchain("verify")
@@ -58,10 +66,11 @@ def verify_command(
 
     from edgetl.verify import verify
 
+    show_progress(err_console)  # with --wait: whom it waits for
     report = call_api(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
                       max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
                       formats=split_formats(formats) if formats else None, device=device, ssh_config=ssh_config,
-                      device_python=device_python)
+                      device_python=device_python, allow_unproven=allow_unproven, wait=wait)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

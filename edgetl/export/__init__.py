@@ -41,7 +41,7 @@ from edgetl.export.edgetpu import export_edgetpu, require_compiler
 from edgetl.export.onnx import export_onnx, export_onnx_int8
 from edgetl.export.tflite import export_tflite_dynamic, export_tflite_fp16, export_tflite_fp32, export_tflite_int8
 from edgetl.rundir import check_run_dir, load_run, read_run_metadata, read_split
-from edgetl.safety import check_number
+from edgetl.safety import check_no_dangling_link, check_number
 from edgetl.spec import PreprocessingSpec
 
 make_callable(__name__)  # `edgetl.export(...)` runs `export()` below
@@ -245,26 +245,44 @@ def artefact_path(out_dir: Path, fmt: str) -> Path:
     return Path(out_dir) / f"model_{fmt}{FORMATS[fmt].suffix}"
 
 
-def export(run_dir: Path, options: ExportOptions = ExportOptions()) -> ExportReport:
+def export(run_dir: Path, options: ExportOptions = ExportOptions(), *, wait: bool = False) -> ExportReport:
     """Export a training run's model to every requested format.
+
+    The RUN_DIR (and `options.output_dir`, when elsewhere) is locked while the export runs
+    (`edgetl.runlock`): a second export, a `train --overwrite` or a `verify` of it waits or stops.
 
     Args:
         run_dir: A RUN_DIR written by `edgetl train` (model.keras, labels, splits.json).
         options: What to export. Defaults to `ExportOptions()` (all six formats).
+        wait: Wait for another process writing the run instead of raising `FolderBusy`.
+            Defaults to False.
 
     Returns:
         The report; check `report.ok` (a failed format is in `report.failures`, the others were
         still written).
 
     Raises:
-        EdgetlError: if the run or the options are unusable (before any conversion starts).
+        EdgetlError: if the run or the options are unusable (before any conversion starts);
+            `edgetl.runlock.FolderBusy` while another process writes the run.
     """
+    from edgetl.runlock import folder_locks
+
+    run_dir = Path(run_dir)
+    check_formats_options(options)
+    if options.output_dir is not None:
+        check_no_dangling_link(options.output_dir, "--out")
+    if not run_dir.is_dir():
+        raise EdgetlError(f"Run directory not found. Received: {run_dir}")
+    with folder_locks([run_dir, *([options.output_dir] if options.output_dir else [])], "edgetl export", wait=wait):
+        return _export_locked(run_dir, options)
+
+
+def _export_locked(run_dir: Path, options: ExportOptions) -> ExportReport:
+    """`export` once the run is locked."""
     from edgetl.export.parallel import conversion_worker
     from edgetl.export.pipeline import GOLDEN_IMAGES, build_export
     from edgetl.verify.sample_gate import held_out_split
 
-    run_dir = Path(run_dir)
-    check_formats_options(options)
     check_run_dir(run_dir)
     train, test = read_split(run_dir, "train"), read_split(run_dir, "test")
     check_calibration_source(options, has_train_split=bool(train))
@@ -303,7 +321,7 @@ def _validation_pixels(run_dir: Path, options: ExportOptions, spec: Preprocessin
     if not val:
         if options.quantization == "auto":
             warnings.warn(
-                "--quantization auto has no validation split to compare recipes on; using gptq.", stacklevel=3
+                "--quantization auto has no validation split to compare recipes on; using gptq.", stacklevel=4
             )
         return None
     return calibration.decode([p for p, _ in val], spec)

@@ -88,7 +88,8 @@ def conversion_worker(formats: Sequence[str], model_file: Path | None = None, me
     with temporary_folder("edgetl-export-") as folder:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_die_with_parent)
-        worker = ConversionWorker(pool, remote, None, pool.submit(os.getpid))
+        with _sigint_ignored():  # the first submit starts the process, which inherits the disposition
+            worker = ConversionWorker(pool, remote, None, pool.submit(os.getpid))
         try:
             if model_file is not None and metadata is not None:
                 worker.saved_model = pool.submit(_saved_model_from_file, model_file, metadata, folder)
@@ -146,6 +147,25 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     if meanwhile is not None:
         meanwhile()
     return [_collect(fmt, futures[fmt]) if fmt in futures else local[fmt] for fmt in formats]
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while the worker starts: it inherits that, and Python then keeps it ignored.
+
+    Ctrl-C reaches the whole process group; the worker printed a KeyboardInterrupt traceback.
+    This process decides: it stops the worker on its own KeyboardInterrupt.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _die_with_parent() -> None:

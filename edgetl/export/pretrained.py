@@ -27,7 +27,8 @@ from edgetl.export import (
 from edgetl.export.edgetpu import require_compiler
 from edgetl.export.pipeline import GOLDEN_IMAGES, build_export
 from edgetl.rundir import write_run
-from edgetl.safety import check_replaceable, staged
+from edgetl.runlock import folder_locks
+from edgetl.safety import check_no_dangling_link, check_replaceable, staged
 from edgetl.spec import ModelMetadata, PreprocessingSpec, check_labels, read_labels
 
 
@@ -78,6 +79,7 @@ def export_pretrained(
     image_size: int = 224,
     labels_file: Path | None = None,
     overwrite: bool = False,
+    wait: bool = False,
 ) -> ExportReport:
     """Export an ImageNet classifier as it is, with its labels, through the same formats.
 
@@ -96,6 +98,8 @@ def export_pretrained(
             Defaults to None.
         overwrite: Replace an existing `out_dir` that an earlier `export_pretrained` made (never a
             trained run, nor a folder edgetl did not make). Defaults to False.
+        wait: Wait for another process writing `out_dir` instead of raising `FolderBusy`
+            (`edgetl.runlock`). Defaults to False.
 
     Raises:
         EdgetlError: for an unknown model, bad weights/alpha/size/labels, missing calibration images,
@@ -121,12 +125,23 @@ def export_pretrained(
         raise EdgetlError(f"image_size must be in [32, 1024]. Received: image_size={image_size}")
     check_formats_options(options)
     check_calibration_source(options, has_train_split=False)
+    check_no_dangling_link(Path(out_dir), "--out")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
-    check_replaceable(out_dir, "pretrained")
     if "edgetpu" in options.resolved_formats:
         require_compiler(artefact_path(options.output_dir or out_dir / "export", "tflite-int8"))
+    with folder_locks([out_dir, *([options.output_dir] if options.output_dir else [])], "edgetl export --pretrained",
+                      wait=wait):
+        if out_dir.exists() and not overwrite:
+            raise EdgetlError(f"The output folder already exists; pass --overwrite to replace it. Received: {out_dir}")
+        check_replaceable(out_dir, "pretrained")
+        return _export_pretrained_locked(entry, out_dir, options, weights, alpha, image_size, labels, labels_file)
+
+
+def _export_pretrained_locked(entry: PretrainedModel, out_dir: Path, options: ExportOptions, weights: str,
+                              alpha: float, image_size: int, labels: tuple[str, ...] | None,
+                              labels_file: Path | None) -> ExportReport:
+    """`export_pretrained` once its options are checked and `out_dir` is locked."""
+    name = entry.backbone
     model, num_classes = _build_pretrained(entry, weights, alpha, image_size)
     labels = labels or _imagenet_labels(num_classes)
     if len(labels) != num_classes:

@@ -7,7 +7,8 @@ what `metrics.json` reports.
 
 Only Keras 3 APIs are used (no `import tensorflow`, no tf.data), so this runs on the TensorFlow
 and JAX backends alike. The RUN_DIR is built under a hidden `.NAME.partial` folder beside it and
-renamed when whole; `resume=True` continues that folder after a crash.
+renamed when whole; `resume=True` continues that folder after a crash. The RUN_DIR is locked
+(`edgetl.runlock`) from the first look at it to the rename.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from edgetl.data import Splits, decode_images, default_cache_dir, load_splits
 from edgetl.errors import EdgetlError
 from edgetl.hub_run import keep_hub_backbone
 from edgetl.rundir import write_run
+from edgetl.runlock import folder_lock
 from edgetl.safety import (
     WriteError,
     check_apart,
+    check_no_dangling_link,
     check_replaceable,
     disk_errors,
     publish,
@@ -80,6 +83,7 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     verbose: int | str = "auto",
+    wait: bool = False,
 ) -> TrainResult:
     """Train a classifier on `data_dir/<class>/*.jpg` and write a RUN_DIR at `out`.
 
@@ -91,27 +95,40 @@ def train(
         overwrite: Replace an existing RUN_DIR (only once the new one is whole).
         resume: Continue an interrupted run of the same RUN_DIR from its last epoch.
         verbose: Keras' verbosity: "auto", 0 (silent), 1 (progress bars) or 2 (a line per epoch).
+        wait: When another process writes `out` (or exports it), wait for it instead of raising
+            (`edgetl.runlock`).
 
     Returns:
         The RUN_DIR and its metrics.
 
     Raises:
-        EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit.
+        EdgetlError: for bad data, bad options, an existing RUN_DIR, or weights that do not fit;
+            `edgetl.runlock.FolderBusy` while another process writes `out`.
     """
     backbone = backbone or BackboneOptions()
-    from edgetl.train.inputs import default_batch_size  # imports keras
-
     distributed.initialize()
     options = options or TrainOptions()
-    options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
+    _validate(backbone, options)
+    check_no_dangling_link(Path(out), "--out")
     out = Path(out).expanduser().resolve()
-    strategy = options.strategy_spec
-    size = backbone.size if strategy.pretrained else (backbone.image_size or 128)
-    identity = run_identity(data_dir, backbone, options, size)
-    _validate(backbone, options, out, overwrite, resume)
     check_apart(out, Path(data_dir), "data folder (DATA_DIR)")
-    if resume:
-        check_resume(partial_path(out), identity)
+    # Locked before Keras loads: a second process hears in a second that the run is taken.
+    with folder_lock(out, "edgetl train", wait=wait) if distributed.is_writer() else nullcontext():
+        _check_out(out, overwrite, resume)
+        from edgetl.train.inputs import default_batch_size  # imports keras
+
+        options = default_batch_size(options, on_gpu=bool(_visible_gpus()) and options.device != "cpu")
+        size = backbone.size if options.strategy_spec.pretrained else (backbone.image_size or 128)
+        identity = run_identity(data_dir, backbone, options, size)
+        if resume:
+            check_resume(out, identity)
+        return _train_locked(data_dir, out, backbone, options, identity, size, resume, verbose)
+
+
+def _train_locked(data_dir: str | Path, out: Path, backbone: BackboneOptions, options: TrainOptions,
+                  identity: dict[str, Any], size: int, resume: bool, verbose: int | str) -> TrainResult:
+    """`train` once its options are checked and `out` is locked: decode, fit, evaluate, publish."""
+    strategy = options.strategy_spec
     splits = load_splits(
         data_dir, val_split=options.val_split, test_split=options.test_split, subset=options.subset, seed=options.seed
     )
@@ -119,7 +136,7 @@ def train(
     if strategy.pretrained and backbone.weights == "none":
         warnings.warn(
             f"strategy {options.strategy!r} with weights='none' trains on a random backbone: expect poor accuracy.",
-            stacklevel=2,
+            stacklevel=3,
         )
     spec = PreprocessingSpec(
         image_size=(size, size), normalization=PREPROCESS_NOTES[_preprocess_mode(backbone, options)]
@@ -129,7 +146,7 @@ def train(
         # Built before the photos are decoded: weights that do not fit fail in seconds.
         backbone_model = build_backbone(backbone) if strategy.pretrained else None
         arrays = _decode_splits(splits, spec, options, verbose)
-        work = partial_dir(out, resume, identity) if distributed.is_writer() else out.with_name(f".{out.name}.partial")
+        work = partial_dir(out, resume, identity) if distributed.is_writer() else partial_path(out)
         distributed.barrier("edgetl-partial-run-dir")  # the other processes read its backups
         started = time.monotonic()
         try:
@@ -142,7 +159,7 @@ def train(
                 )
                 if distributed.is_writer():
                     with distributed.locally():
-                        _write_run(work, model, splits, spec, metrics)
+                        _write_run(work, out.name, model, splits, spec, metrics)
         except WriteError:
             raise  # like a crash or Ctrl-C, a full disk keeps the partial run for --resume
         except EdgetlError:
@@ -155,10 +172,14 @@ def train(
     return TrainResult(out, metrics)
 
 
-def _validate(backbone: BackboneOptions, options: TrainOptions, out: Path, overwrite: bool, resume: bool) -> None:
+def _check_out(out: Path, overwrite: bool, resume: bool) -> None:
+    """What `out` may be: new, or (with --overwrite or --resume) a run edgetl made."""
     if out.exists() and not (overwrite or resume):
         raise EdgetlError(f"RUN_DIR already exists; pass --overwrite to replace it. Received: {out}")
     check_replaceable(out, "run")
+
+
+def _validate(backbone: BackboneOptions, options: TrainOptions) -> None:
     if backbone.is_hub and (options.strategy_spec.fine_tunes or options.strategy == "full"):
         # Its layers are inside the SavedModel (a TFSMLayer), not Keras layers to unfreeze: training
         # would quietly keep them frozen and train the head alone.
@@ -278,7 +299,7 @@ def _apply_precision(options: TrainOptions) -> None:
 
 
 def _write_run(
-    work: Path, model: keras.Model, splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any]
+    work: Path, name: str, model: keras.Model, splits: Splits, spec: PreprocessingSpec, metrics: dict[str, Any]
 ) -> None:
     import keras
 
@@ -289,7 +310,7 @@ def _write_run(
         preprocessing=spec,
         format="keras",
         backbone=metrics["backbone"]["name"],
-        source_run=work.name.removeprefix(".").removesuffix(".partial"),
+        source_run=name,
         edgetl_version=__version__,
     )
     write_run(work, _float32_copy(model), metadata)

@@ -78,7 +78,7 @@ def _learning_check(report: dict[str, Any], arrays: dict[str, tuple[np.ndarray, 
             f"The {report['strategy']} model did not learn: {split} accuracy {accuracy:.1%} is within noise of chance "
             f"({chance:.1%}, the largest class's share, +{margin:.1%} on {len(labels)} photos). "
             "Train longer (--epochs), or check the photos and labels.",
-            stacklevel=4,
+            stacklevel=5,
         )
     return {"learned": bool(learned), "chance_accuracy": round(chance, 4), "learned_judged_on": split}
 

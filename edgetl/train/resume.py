@@ -22,7 +22,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.safety import check_replaceable, read_marker, write_marker
-from edgetl.spec import atomic_path, make_folder, write_text_atomic
+from edgetl.spec import atomic_path, hidden_sibling, make_folder, write_text_atomic
 from edgetl.train import distributed
 
 if TYPE_CHECKING:
@@ -66,14 +66,15 @@ def run_identity(data_dir: str | Path, backbone: BackboneOptions, options: Train
 
 
 def partial_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial")
+    """`.NAME.partial` beside the RUN_DIR `out` (a long NAME is shortened: `hidden_sibling`)."""
+    return hidden_sibling(out, ".partial")
 
 
-def check_resume(work: Path, identity: dict[str, Any]) -> None:
+def check_resume(out: Path, identity: dict[str, Any]) -> None:
     """Refuse to resume a run other than the one asked for, naming every option that differs."""
+    work = partial_path(out)
     if not work.exists():
-        run_dir = work.with_name(work.name[1:].removesuffix(".partial"))
-        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {run_dir}")
+        raise EdgetlError(f"Nothing to resume: no interrupted run for this RUN_DIR. Received: {out}")
     marker = read_marker(work)
     if marker is None or marker.get("kind") != "run" or not isinstance(marker.get("identity"), dict):
         raise EdgetlError(
@@ -96,7 +97,7 @@ def check_resume(work: Path, identity: dict[str, Any]) -> None:
 def partial_dir(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
     work = partial_path(out)
     if resume:
-        check_resume(work, identity)
+        check_resume(out, identity)
         return work
     if work.exists():
         check_replaceable(work, "run", flag="a new run")

@@ -18,6 +18,7 @@ import json
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def verify(
     device: str | None = None,
     ssh_config: str | Path | None = None,
     device_python: str = "python3",
+    allow_unproven: bool = False,
+    wait: bool = False,
 ) -> VerifyReport:
     """Compare every artefact in `RUN_DIR/export/` with the run's float Keras model.
 
@@ -75,30 +78,56 @@ def verify(
         threads: Interpreter threads for the artefacts. Defaults to `None`.
         seed: Seed of the `max_images` draw. Defaults to `0`.
         strict: Raise one `EdgetlError` listing every failure instead of returning. Defaults to `False`.
-        write: Write verify.json, verify.md and parity.png. Defaults to `True`.
+        write: Write verify.json, verify.md and parity.png; the RUN_DIR is then locked while
+            verify runs (`edgetl.runlock`), so an export or train of it waits or stops. Defaults to `True`.
         formats: Judge only the artefacts of these formats (e.g. "tflite-int8"). Defaults to `None` (all).
         device: `ssh://[USER@]HOST[:PORT]`: also run every artefact there on the same photo
             files (`edgetl.device`), judged by the same gate. Defaults to `None` (this host only).
         ssh_config: An ssh config file for the device (`ssh -F`). Defaults to `None` (ssh's own).
         device_python: The device's python with edgetl[runtime]. Defaults to `"python3"`.
+        allow_unproven: Check an export folder without a manifest (export.json) on its artefacts'
+            own metadata, with a warning, instead of refusing it. Defaults to `False`.
+        wait: Wait for another process writing the run instead of raising `FolderBusy`.
+            Defaults to `False`.
 
     Returns:
         The report (`report.passed` is the verdict).
 
     Raises:
         EdgetlError: for bad input (no model, no artefacts, classes that differ from the labels,
-            a corrupt artefact), and with `strict=True` when any check fails.
+            a corrupt artefact, an export without a manifest), and with `strict=True` when any
+            check fails; `edgetl.runlock.FolderBusy` while another process writes the run.
     """
-    from edgetl.export import FORMATS
-    from edgetl.rundir import check_run_dir, load_run, read_run_metadata
+    from edgetl.runlock import folder_lock
 
     for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
         check_number(name, value, 0.0, 1.01, allow_none=True)
     check_number("max_images", max_images, 1, 10_000_000, integer=True, allow_none=True)
     check_number("seed", seed, 0, 2**32 - 1, integer=True)
     run_dir = Path(run_dir)
-    export_dir = run_dir / "export"
+    if not run_dir.is_dir():
+        raise EdgetlError(f"Run directory not found. Received: {run_dir}")
     transport = None if device is None else parse_target(device, ssh_config)
+    with folder_lock(run_dir, "edgetl verify", wait=wait) if write else nullcontext():
+        report = _verify_locked(run_dir, data=data, images=images, probe=probe, min_agreement=min_agreement,
+                                max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
+                                seed=seed, write=write, formats=formats, transport=transport,
+                                device_python=device_python, allow_unproven=allow_unproven)
+    if strict and not report.passed:
+        raise EdgetlError("Parity failed:\n" + "\n".join(report.failures))
+    return report
+
+
+def _verify_locked(run_dir: Path, *, data: str | Path | None, images: Sequence[str | Path] | None,
+                   probe: str | Path | None, min_agreement: float | None, max_accuracy_drop: float | None,
+                   max_images: int | None, threads: int | None, seed: int, write: bool,
+                   formats: Sequence[str] | None, transport: Any, device_python: str,
+                   allow_unproven: bool) -> VerifyReport:
+    """`verify` once its options are checked (and, when it writes, the run is locked)."""
+    from edgetl.export import FORMATS
+    from edgetl.rundir import check_run_dir, load_run, read_run_metadata
+
+    export_dir = run_dir / "export"
     check_run_dir(run_dir)
     meta = read_run_metadata(run_dir)
     recorded = export_dir / float_reference.FILE
@@ -106,7 +135,8 @@ def verify(
     loading = None if recorded.is_file() else _in_background(load_run, run_dir)
     try:
         artefacts = find_artefacts(export_dir)
-        check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts])
+        check_manifest(export_dir, run_dir / "model.keras", [path for _, path in artefacts],
+                       allow_unproven=allow_unproven)
     except EdgetlError:
         if loading is not None:
             loading.result()  # a model that cannot load is the run's real problem: its error comes first
@@ -163,8 +193,6 @@ def verify(
     if write:
         with disk_errors(f"the parity reports into {export_dir}"):
             write_reports(report, export_dir)
-    if strict and not report.passed:
-        raise EdgetlError("Parity failed:\n" + "\n".join(report.failures))
     return report
 
 
@@ -254,7 +282,7 @@ def _select_images(run_dir: Path, labels: Sequence[str], data: str | Path | None
 def _decode(paths: list[Path], truth: np.ndarray | None, spec: Any) -> tuple[np.ndarray, list[Path], np.ndarray | None]:
     pixels, kept, bad = float_reference.decode(paths, spec)
     if bad:
-        warnings.warn(f"Skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}", stacklevel=3)
+        warnings.warn(f"Skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}", stacklevel=4)
     if pixels is None:
         raise EdgetlError("None of the test images could be decoded.")
     return pixels, [paths[i] for i in kept], (truth[kept] if truth is not None else None)

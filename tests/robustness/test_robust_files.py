@@ -196,6 +196,12 @@ def test_verify_refuses_artefacts_the_manifest_does_not_vouch_for(trained: tuple
     fp32.write_bytes(original)
     (run / "model.keras").write_bytes((trained[1] / "model.keras").read_bytes() + b"\0")  # another model file
     result = runner.invoke(app, ["verify", str(run)])
+    assert result.exit_code == 2 and "is not the model this run saved" in result.stderr  # metadata.json's hash
+    from edgetl.safety import file_sha256
+
+    meta = json.loads((run / "metadata.json").read_text())
+    (run / "metadata.json").write_text(json.dumps({**meta, "model_keras_sha256": file_sha256(run / "model.keras")}))
+    result = runner.invoke(app, ["verify", str(run)])  # a run whose parts agree, but an export of another model
     assert result.exit_code == 2 and "exported from another model.keras" in result.stderr
 
 

@@ -81,8 +81,8 @@ def test_disk_full_during_export_keeps_whole_artefacts_only(run: Path, small_dis
 def test_read_only_output_folder_during_export(run: Path, read_only_disk: Path) -> None:
     result = runner.invoke(app, ["export", str(run), "--formats", "onnx", "--no-golden", "--out", str(read_only_disk / "export")])
     assert result.exit_code == 2, result.output
-    assert result.stderr == (f"error: Cannot create the output folder: Read-only file system. "
-                             f"Received: {read_only_disk / 'export'}\n")
+    assert result.stderr == (f"error: Cannot write the lock file {read_only_disk / '.export.edgetl-lock'}: Read-only "
+                             f"file system. Received: {read_only_disk / 'export'}\n")
     assert (read_only_disk / "export" / "model_onnx.onnx").read_bytes() == b"an older export"
 
 
@@ -91,7 +91,7 @@ def test_read_only_output_folder_during_train(colour_photos: Path, read_only_dis
     result = runner.invoke(app, ["train", str(colour_photos), "--out", str(out), "--strategy", "scratch",
                                  "--image-size", "32", "--epochs", "1", "-q"])
     assert result.exit_code == 2, result.output
-    assert result.stderr == f"error: Cannot create the RUN_DIR's parent folder: Read-only file system. Received: {out}\n"
+    assert result.stderr == f"error: Cannot create the output folder's parent: Read-only file system. Received: {out}\n"
     assert sorted(p.name for p in read_only_disk.iterdir()) == ["export"]
 
 
@@ -142,9 +142,12 @@ def test_verify_with_an_artefact_of_another_run_fails_naming_why(odd_run: Path, 
     shutil.copytree(run, mixed)
     (mixed / "export").mkdir()
     shutil.copy(odd_run / "export" / "model_tflite-fp32.tflite", mixed / "export" / "model_tflite-fp32.tflite")
-    result = runner.invoke(app, ["verify", str(mixed), "--max-images", "3"])
+    refused = runner.invoke(app, ["verify", str(mixed), "--max-images", "3"])
+    assert refused.exit_code == 2 and "nothing proves its artefacts come from this model.keras" in refused.stderr
+    with pytest.warns(UserWarning, match="checked anyway"):
+        result = runner.invoke(app, ["verify", str(mixed), "--max-images", "3", "--allow-unproven"])
     assert result.exit_code == 1, result.output
-    assert result.stderr.splitlines() == [
+    assert [line for line in result.stderr.splitlines() if not line.startswith("warning:")] == [
         "FAIL model_tflite-fp32.tflite: labels ['grün, hell', 'rouge vif', '日本 猫'] differ from the run's ['blue', 'green', 'red']",
         "FAIL model_tflite-fp32.tflite: input size (32, 32) differs from the run's (64, 64)",
     ]
@@ -157,6 +160,7 @@ def test_run_whose_labels_do_not_match_the_model_is_refused(run: Path, tmp_path:
     meta = json.loads((broken / "metadata.json").read_text())
     meta["labels"].append("purple")
     (broken / "metadata.json").write_text(json.dumps(meta))
+    (broken / "labels.txt").write_text("".join(f"{label}\n" for label in meta["labels"]))  # the copy agrees
     for command in ("export", "verify"):
         result = runner.invoke(app, [command, str(broken)])
         assert result.exit_code == 2, result.output
