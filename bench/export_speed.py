@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     times: dict[str, list[float]] = {"ours": [], "naive": []}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "ours": [sys.executable, "-c", "from edgetl.cli import main; main()", "export", str(args.run), "--out", f"{tmp}/ours"],
@@ -97,6 +99,7 @@ def main() -> None:
                 subprocess.run(commands[name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - start)
         report = json.loads(Path(tmp, "ours", "export.json").read_text())
+    load_after = os.getloadavg()[0]  # the machine may be shared: the ratio, one run side by side, holds better
     ours, naive = statistics.median(times["ours"]), statistics.median(times["naive"])
     print(json.dumps({
         "cpu": cpu_name(),
@@ -107,6 +110,7 @@ def main() -> None:
         "ratio": ours / naive,
         "ours_ok": report["ok"],
         "ours_per_format_s": {r["format"]: r["seconds"] for r in report["results"]},
+        "load_average_before_after": [round(load_before, 1), round(load_after, 1)],
         "target": TARGET,
         "meets_target": ours / naive <= TARGET and report["ok"],
     }, indent=2))
