@@ -24,6 +24,12 @@ Dense layers keep nearest rounding (a classifier head's share was at the roundin
 The same measurement put the rounding of the normalized input next (`_align_input_grid`).
 Measured together with `bench/int8_vs_naive.py`: see the README and `edgetl.export.recipes`.
 
+Speed (issue 25): every layer's H comes from one recorded pass over the calibration photos
+(`_input_hessians`). cProfile of 200 photos at 224 px on a 2-core AMD EPYC put 60% of the time in
+the depthwise layers' patch extraction and einsum and most of the rest in Keras' Python per layer
+call; sampled patches (`PATCHES_PER_PHOTO`), one batched matmul per depthwise layer and passes of
+32 photos brought it to 17 CPU-s (`bench/rounding_speed.py`).
+
 Only the int8 exporters import this module (it imports TensorFlow and Keras).
 """
 
@@ -45,14 +51,16 @@ DAMPING = 0.01
 """Added to H's diagonal, as a fraction of its mean: keeps H⁻¹ stable for inputs that barely vary."""
 BATCH_PIXELS = 32 * 224 * 224
 """Calibration photos per recording pass: 32 at 224 px, fewer for larger inputs. Each layer call
-costs Keras about a millisecond of Python: 8 photos a pass spent more on that than on the maths.
-The sampled patches keep the memory to the activations (about 150 MB for the largest)."""
+costs Keras Python time: 200 photos took 29 CPU-s in passes of 8, 17 in passes of 32. The sampled
+patches keep the memory to the activations (about 150 MB for the largest)."""
 LEVELS = 127
 """Symmetric int8 weights use -127..127 (TFLite's and onnxruntime's narrow range)."""
 PATCHES_PER_PHOTO = 784
-"""Most input patches per photo that each layer's H takes (a 28 x 28 map and smaller give all theirs).
-The first layers have up to 12,544 per photo: H had long converged (bench/rounding_speed.py shows the
-curve) and computing all of it was most of the rounding's time."""
+"""Most input patches per photo that each layer's H takes, drawn at random (a 28 x 28 map and smaller
+give all theirs). The first layers have up to 12,544 per photo, and computing all of them was most
+of the rounding's time. H had converged (bench/rounding_speed.py shows the curve): on
+MobileNetV2-1.0-224 the int8 models disagreed with float on as many of 1,188 photos as with every
+patch (4 and 2), where 196 moved onnx-int8 from 2 to 5 (bench/results_rounding_parity_*.json)."""
 BLOCK = 128
 """Columns rounded one at a time before the later columns take their errors in one matmul (GPTQ's
 lazy batch update: the same arithmetic, regrouped)."""
@@ -61,7 +69,8 @@ lazy batch update: the same arithmetic, regrouped)."""
 def gptq_copy(model: Any, calib: np.ndarray) -> Any:
     """What the `gptq` recipe converts: a copy of `model` whose convolution kernels lie on the int8
     grid, rounded to keep each layer's output on `calib` (float32 pixels, N x H x W x 3) closest to
-    the float model's, and whose input normalization lands on the int8 grid (`_align_input_grid`)."""
+    the float model's, and whose input normalization lands on the int8 grid (`_align_input_grid`).
+    Not thread-safe: it builds Keras models (global naming state) and sets the process's BLAS threads."""
     started = time.perf_counter()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
