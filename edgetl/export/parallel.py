@@ -191,15 +191,15 @@ def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
 
 def _worker_share(movable: Sequence[str], formats: Sequence[str], extra: float = 0.0) -> list[str]:
     """The formats of `movable` the worker converts: the largest first, while its side stays the
-    lighter. `extra` is further work this process does first (the rounding)."""
+    lighter. `extra` is work this process does first, before the worker can start tflite-int8 (the rounding)."""
     movable = sorted((f for f in movable if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
     mine, theirs = sum(COST.get(f, 1.0) for f in formats) + extra, WORKER_START_COST
     chosen = []
     for fmt in movable:
-        cost = COST.get(fmt, 1.0)
-        if theirs + cost < mine:
+        cost, start = COST.get(fmt, 1.0), max(theirs, extra) if fmt == "tflite-int8" else theirs
+        if start + cost < mine:
             chosen.append(fmt)
-            mine, theirs = mine - cost, theirs + cost
+            mine, theirs = mine - cost, start + cost
     return chosen
 
 
