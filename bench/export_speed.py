@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,6 +76,11 @@ def naive_export(run: Path, out: Path) -> None:
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--naive"]:
         naive_export(Path(sys.argv[2]), Path(sys.argv[3]))
@@ -86,6 +93,8 @@ def main() -> None:
     args = parser.parse_args()
 
     times: dict[str, list[float]] = {"ours": [], "naive": []}
+    cpu: dict[str, list[float]] = {"ours": [], "naive": []}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "ours": [sys.executable, "-c", "from edgetl.cli import main; main()", "export", str(args.run), "--out", f"{tmp}/ours"],
@@ -93,10 +102,12 @@ def main() -> None:
         }
         for i in range(args.repeats):
             for name in (("ours", "naive") if i % 2 == 0 else ("naive", "ours")):
-                start = time.perf_counter()
+                start, used = time.perf_counter(), _children_cpu_s()
                 subprocess.run(commands[name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(_children_cpu_s() - used)  # with the worker process, once reaped
         report = json.loads(Path(tmp, "ours", "export.json").read_text())
+    load_after = os.getloadavg()[0]  # the machine may be shared: the ratio, one run side by side, holds better
     ours, naive = statistics.median(times["ours"]), statistics.median(times["naive"])
     print(json.dumps({
         "cpu": cpu_name(),
@@ -105,8 +116,10 @@ def main() -> None:
         "ours_s": ours,
         "naive_s": naive,
         "ratio": ours / naive,
+        "cpu_s": {name: round(statistics.median(values), 1) for name, values in cpu.items()},
         "ours_ok": report["ok"],
         "ours_per_format_s": {r["format"]: r["seconds"] for r in report["results"]},
+        "load_average_before_after": [round(load_before, 1), round(load_after, 1)],
         "target": TARGET,
         "meets_target": ours / naive <= TARGET and report["ok"],
     }, indent=2))

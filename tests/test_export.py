@@ -207,16 +207,20 @@ def test_cli_android_assets_flag(tiny_run: Path, tmp_path_factory: pytest.TempPa
 
 
 def test_the_worker_process_takes_the_largest_tflite_formats_only_when_it_pays() -> None:
-    from edgetl.export.parallel import _worker_share
+    from edgetl.export.parallel import ROUNDING_COST, _worker_share
 
-    def share(formats: tuple[str, ...], stay: tuple[str, ...] = ()) -> list[str]:
-        return _worker_share([f for f in formats if f not in stay], formats)
+    def share(formats: tuple[str, ...], stay: tuple[str, ...] = (), rounding: float = 0.0) -> list[str]:
+        return _worker_share([f for f in formats if f not in stay], formats, rounding)
 
     assert share(ALL_FORMATS) == ["tflite-int8", "tflite-fp32"]
     assert share(("tflite-int8", "onnx")) == ["tflite-int8"]
     assert share(("tflite-int8",)) == []  # alone: a worker start would only add time
     assert share(("onnx", "onnx-int8")) == []  # they trace the Keras model, which stays here
-    # rounded kernels are made here: the int8 TFLite conversions stay, the float ones move
+    # gptq: the kernels are rounded here first, and the worker's tflite-int8 waits for them
+    assert share(ALL_FORMATS, rounding=ROUNDING_COST) == ["tflite-int8", "tflite-fp32"]
+    assert share(("tflite-int8", "onnx"), rounding=ROUNDING_COST) == ["tflite-int8"]
+    assert share(("tflite-int8",), rounding=ROUNDING_COST) == []  # nothing here to overlap it with
+    # auto compares recipes on the float model here: the int8 TFLite conversions stay, the float ones move
     assert share(ALL_FORMATS, stay=("tflite-int8",)) == ["tflite-fp32", "tflite-dynamic", "tflite-fp16"]
 
 

@@ -30,6 +30,60 @@ def test_error_compensating_rounding_changes_layer_outputs_less_than_nearest() -
     assert output_error(rounded) < 0.7 * output_error(nearest)  # measured 0.59
 
 
+def test_blocked_rounding_equals_rounding_one_column_at_a_time() -> None:
+    """GPTQ's lazy batch update (`BLOCK` columns, then one matmul) is the same arithmetic as the plain loop."""
+    from edgetl.export.rounding import BLOCK, LEVELS, _upper_inverse_cholesky, round_rows
+
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(3000, 300)) @ rng.normal(size=(300, 300))
+    weights = rng.normal(size=(24, 300))
+    assert weights.shape[1] > 2 * BLOCK
+    hessian = inputs.T @ inputs
+    w = weights.copy()
+    scale = np.abs(w).max(axis=1) / LEVELS
+    upper = _upper_inverse_cholesky(hessian[None])[0]
+    q = np.empty_like(w)
+    for i in range(w.shape[1]):  # the loop before blocking
+        q[:, i] = np.clip(np.round(w[:, i] / scale), -LEVELS, LEVELS)
+        w[:, i + 1 :] -= ((w[:, i] - q[:, i] * scale) / upper[i, i])[:, None] * upper[i, i + 1 :]
+    peak = np.abs(weights).argmax(axis=1)
+    q[np.arange(len(q)), peak] = np.round(weights[np.arange(len(q)), peak] / scale)
+
+    np.testing.assert_array_equal(np.round(round_rows(weights, hessian) / scale[:, None]), q)
+
+
+@pytest.mark.parametrize("make", [
+    lambda keras: keras.layers.DepthwiseConv2D(3, strides=2, padding="same"),
+    lambda keras: keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, dilation_rate=2),
+    lambda keras: keras.layers.Conv2D(5, 3, strides=2, padding="valid"),
+    lambda keras: keras.layers.Conv2D(5, 1),
+], ids=["depthwise-stride2", "depthwise-dilated", "conv3x3-valid", "conv1x1"])
+def test_hessian_equals_the_sum_over_every_patch_for_maps_within_the_sample(make) -> None:
+    """A map of at most `PATCHES_PER_PHOTO` positions gives every patch: H is the float64 XᵀX of
+    `tf.image.extract_patches` (the accumulation before sampling) to float32 precision."""
+    import keras
+    import tensorflow as tf
+
+    from edgetl.export.rounding import PATCHES_PER_PHOTO, _patch_hessian
+
+    x = np.random.default_rng(2).normal(size=(3, 13, 11, 6)).astype(np.float32)
+    layer = make(keras)
+    layer.build(x.shape)
+    assert 13 * 11 <= PATCHES_PER_PHOTO
+    kh, kw = layer.kernel_size
+    patches = tf.image.extract_patches(x, [1, kh, kw, 1], [1, *layer.strides, 1], [1, *layer.dilation_rate, 1],
+                                       layer.padding.upper()).numpy().astype(np.float64)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        per_channel = patches.reshape(-1, kh * kw, x.shape[-1])
+        expected = np.einsum("nkc,nlc->ckl", per_channel, per_channel)
+    else:
+        rows = patches.reshape(-1, kh * kw * x.shape[-1])
+        expected = rows.T @ rows
+
+    hessian = _patch_hessian(layer, tf.constant(x), np.random.default_rng(0)).numpy()
+    np.testing.assert_allclose(hessian, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())
+
+
 def test_rounded_copy_keeps_the_model_and_puts_every_kernel_on_its_grid(tiny_run: Path) -> None:
     import keras
 

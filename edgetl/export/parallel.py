@@ -44,6 +44,9 @@ COST = {"tflite-int8": 3.0, "onnx-int8": 2.0, "edgetpu": 3.0}
 WORKER_START_COST = 0.5
 """What the worker spends before its first conversion, beyond what overlaps this process's model
 load: about half of one conversion."""
+ROUNDING_COST = 1.5
+"""What this process spends on the `gptq` copy (`edgetl.export.rounding`) and its SavedModel before
+the worker can convert tflite-int8 from it."""
 
 
 class ConversionWorker:
@@ -76,12 +79,15 @@ def conversion_worker(formats: Sequence[str], model_file: Path | None = None, me
             while this process is still loading it. Defaults to `None` (this process builds
             the SavedModel and hands it over).
         metadata: The model's metadata (its input size); needed with `model_file`.
-        quantization: The int8 recipe. When it may round kernels (`recipes.rounds_weights`),
-            tflite-int8 converts here, from the copy made here once for onnx-int8 too (edgetpu
-            always converts here).
+        quantization: The int8 recipe. When it rounds kernels (`recipes.rounds_weights`), this
+            process makes the rounded copy once for both int8 formats and hands the worker its
+            SavedModel for tflite-int8 (`convert_all`); under `auto`, which compares recipes on the
+            float model, tflite-int8 converts here (edgetpu always converts here).
     """
-    stay = {"tflite-int8"} if recipes.rounds_weights(quantization) else set()
-    remote = _worker_share([f for f in formats if f not in stay], formats) if (os.cpu_count() or 1) >= 2 else []
+    stay = {"tflite-int8"} if quantization == "auto" else set()
+    rounding = ROUNDING_COST if "tflite-int8" in formats and recipes.rounds_weights(quantization) else 0.0
+    remote = (_worker_share([f for f in formats if f not in stay], formats, rounding)
+              if (os.cpu_count() or 1) >= 2 else [])
     if not remote:
         yield ConversionWorker(None, [], None, None)
         return
@@ -132,13 +138,22 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
         calib_file = source.workdir / "calibration.npy"
         np.save(calib_file, calib)
     logger.info("%s: converting in a worker process", ", ".join(worker.formats))
-    futures: dict[str, Future[ExportResult]] = {
-        fmt: worker.pool.submit(_convert_in_worker, source.metadata, source.workdir, saved, options, fmt,
-                                artefact_path(out_dir, fmt), calib_file)
-        for fmt in worker.formats
-    }
+
+    def submit(fmt: str, rounded: Path | None = None) -> Future[ExportResult]:
+        return worker.pool.submit(_convert_in_worker, source.metadata, source.workdir, saved, options, fmt,
+                                  artefact_path(out_dir, fmt), calib_file, rounded)
+
+    late = [f for f in worker.formats if f == "tflite-int8" and recipes.rounds_weights(options.quantization)]
+    futures = {fmt: submit(fmt) for fmt in worker.formats if fmt not in late}
     local: dict[str, ExportResult] = {}
-    for fmt in sorted((f for f in formats if f not in futures), key=lambda f: f in SAVED_MODEL_FORMATS):
+    for fmt in late:  # the worker converts its float formats meanwhile
+        rounded = _rounded_saved_model(source, options, calib)
+        if rounded is None:
+            local[fmt] = here(fmt)
+        else:
+            futures[fmt] = submit(fmt, rounded)
+    for fmt in sorted((f for f in formats if f not in futures and f not in local),
+                      key=lambda f: f in SAVED_MODEL_FORMATS):
         if fmt in SAVED_MODEL_FORMATS and 0 not in source._saved_model and worker.saved_model is not None:
             built = _worker_saved_model(worker.saved_model)  # the ONNX formats ran while it was built
             if built is not None:
@@ -193,16 +208,17 @@ def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
     return result
 
 
-def _worker_share(movable: Sequence[str], formats: Sequence[str]) -> list[str]:
-    """The formats of `movable` the worker converts: the largest first, while its side stays the lighter."""
+def _worker_share(movable: Sequence[str], formats: Sequence[str], extra: float = 0.0) -> list[str]:
+    """The formats of `movable` the worker converts: the largest first, while its side stays the
+    lighter. `extra` is work this process does first, before the worker can start tflite-int8 (the rounding)."""
     movable = sorted((f for f in movable if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
-    mine, theirs = sum(COST.get(f, 1.0) for f in formats), WORKER_START_COST
+    mine, theirs = sum(COST.get(f, 1.0) for f in formats) + extra, WORKER_START_COST
     chosen = []
     for fmt in movable:
-        cost = COST.get(fmt, 1.0)
-        if theirs + cost < mine:
+        cost, start = COST.get(fmt, 1.0), max(theirs, extra) if fmt == "tflite-int8" else theirs
+        if start + cost < mine:
             chosen.append(fmt)
-            mine, theirs = mine - cost, theirs + cost
+            mine, theirs = mine - cost, start + cost
     return chosen
 
 
@@ -214,6 +230,16 @@ def _shared_saved_model(source: ExportSource) -> Path | None:
     try:
         return source.saved_model()
     except Exception:  # the per-format conversions report it with its traceback
+        return None
+
+
+def _rounded_saved_model(source: ExportSource, options: ExportOptions, calib: np.ndarray | None) -> Path | None:
+    """The SavedModel of the recipe's rounded copy, made here (onnx-int8 reuses the copy); None when
+    it cannot be made (tflite-int8 then converts here and reports why)."""
+    try:
+        recipe = recipes.candidates(options.quantization)[0]
+        return source.int8_source(recipe, calib).saved_model() if calib is not None and len(calib) else None
+    except Exception:  # the conversion here reports it with its traceback
         return None
 
 
@@ -243,11 +269,12 @@ def _saved_model_from_file(model_file: Path, metadata: ModelMetadata, folder: Pa
 
 
 def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path | None, options: ExportOptions,
-                       fmt: str, out: Path, calib_file: Path | None) -> Any:
+                       fmt: str, out: Path, calib_file: Path | None, rounded: Path | None = None) -> Any:
     """One format in the worker process, timed and with failures caught as in the main one.
 
     `saved_model` is None when the worker built it itself: its first task, done by now (the
-    worker runs its tasks in order); a failure to build it is this format's failure.
+    worker runs its tasks in order); a failure to build it is this format's failure. `rounded` is
+    the SavedModel of the rounded copy the recipe converts (`ExportSource.int8_source`).
     """
     from edgetl.export import FORMATS
 
@@ -256,6 +283,8 @@ def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path
             raise _BUILT.get("error") or EdgetlError("The worker process has no SavedModel to convert from.")
         source = ExportSource(model=None, metadata=metadata, workdir=workdir)
         source._saved_model[0] = saved_model or _BUILT["path"]
+        if rounded is not None:
+            source._rounded = ExportSource(model=None, metadata=metadata, workdir=workdir, _saved_model={0: rounded})
         calib = np.load(calib_file, mmap_mode="r") if calib_file is not None else None
         return FORMATS[fmt].fn(source, options, out, calib)
 

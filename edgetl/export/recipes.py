@@ -13,7 +13,7 @@ own int8 grid so that each layer's output on the calibration photos changes leas
 input normalization lands on the int8 grid (`edgetl.export.rounding`). Measured with
 `bench/int8_vs_naive.py` on held-out photos (2-core AMD EPYC), photos whose top-1 differs from
 float: MobileNetV2-1.0-224 naive 59, gptq tflite-int8 21 / onnx-int8 24; MobileNetV2-0.5 fine-tuned
-10, 4 / 4; for about 100 s more export at 224 px. `minmax` is the plain converters.
+10, 4 / 4; for about 17 CPU-s of rounding at 224 px. `minmax` is the plain converters.
 
 `auto` keeps the recipe whose int8 model agrees with the float model on the most validation
 photos (never the test split); tflite-int8 and edgetpu compare `gptq` with `minmax` (their

@@ -24,6 +24,12 @@ Dense layers keep nearest rounding (a classifier head's share was at the roundin
 The same measurement put the rounding of the normalized input next (`_align_input_grid`).
 Measured together with `bench/int8_vs_naive.py`: see the README and `edgetl.export.recipes`.
 
+Speed (issue 25): every layer's H comes from one recorded pass over the calibration photos
+(`_input_hessians`). cProfile of 200 photos at 224 px on a 2-core AMD EPYC put 60% of the time in
+the depthwise layers' patch extraction and einsum and most of the rest in Keras' Python per layer
+call; sampled patches (`PATCHES_PER_PHOTO`), one batched matmul per depthwise layer and passes of
+32 photos brought it to 17 CPU-s (`bench/rounding_speed.py`).
+
 Only the int8 exporters import this module (it imports TensorFlow and Keras).
 """
 
@@ -37,29 +43,44 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger("edgetl.export")
 
 DAMPING = 0.01
 """Added to H's diagonal, as a fraction of its mean: keeps H⁻¹ stable for inputs that barely vary."""
-BATCH_PIXELS = 8 * 224 * 224
-"""Calibration photos per recording pass: 8 at 224 px (patches of the largest depthwise layer then
-take about 350 MB), fewer for larger inputs."""
+BATCH_PIXELS = 32 * 224 * 224
+"""Calibration photos per recording pass: 32 at 224 px, fewer for larger inputs. Each layer call
+costs Keras Python time: 200 photos took 29 CPU-s in passes of 8, 17 in passes of 32. The sampled
+patches keep the memory to the activations (about 150 MB for the largest)."""
 LEVELS = 127
 """Symmetric int8 weights use -127..127 (TFLite's and onnxruntime's narrow range)."""
+PATCHES_PER_PHOTO = 784
+"""Most input patches per photo that each layer's H takes, drawn at random (a 28 x 28 map and smaller
+give all theirs). The first layers have up to 12,544 per photo, and computing all of them was most
+of the rounding's time. H had converged (bench/rounding_speed.py shows the curve): on
+MobileNetV2-1.0-224 the int8 models disagreed with float on as many of 1,188 photos as with every
+patch (4 and 2), where 196 moved onnx-int8 from 2 to 5 (bench/results_rounding_parity_*.json)."""
+BLOCK = 128
+"""Columns rounded one at a time before the later columns take their errors in one matmul (GPTQ's
+lazy batch update: the same arithmetic, regrouped)."""
 
 
 def gptq_copy(model: Any, calib: np.ndarray) -> Any:
     """What the `gptq` recipe converts: a copy of `model` whose convolution kernels lie on the int8
     grid, rounded to keep each layer's output on `calib` (float32 pixels, N x H x W x 3) closest to
-    the float model's, and whose input normalization lands on the int8 grid (`_align_input_grid`)."""
+    the float model's, and whose input normalization lands on the int8 grid (`_align_input_grid`).
+    Not thread-safe: it builds Keras models (global naming state) and sets the process's BLAS threads."""
     started = time.perf_counter()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     first = _first_convolution(copy)  # before recording adds consumers to the layers
     hessians = _input_hessians(copy, np.asarray(calib, dtype=np.float32))
-    for layer, hessian in hessians.items():
-        layer.kernel.assign(_rounded_kernel(layer, hessian).astype(np.float32))
+    # One BLAS thread: with the export's worker process converting on the other core, OpenBLAS's
+    # second thread waited its turn and rounding a 960-input layer took 11x as long (8.4 s, not 0.8 s).
+    with threadpool_limits(1, user_api="blas"):
+        for layer, hessian in hessians.items():
+            layer.kernel.assign(_rounded_kernel(layer, hessian).astype(np.float32))
     logger.info("int8 weights: %d convolution kernels rounded against %d calibration photos in %.0f s",
                 len(hessians), len(calib), time.perf_counter() - started)
     return _align_input_grid(copy, *first) if first is not None else copy
@@ -131,12 +152,16 @@ def _is_rounded(layer: Any) -> bool:
 
 
 def _input_hessians(model: Any, calib: np.ndarray) -> dict[Any, np.ndarray]:
-    """H = XᵀX of every rounded layer's input patches: (d, d), or (channels, 9, 9) for depthwise."""
-    hessians: dict[Any, np.ndarray] = {}
+    """H = XᵀX of every rounded layer's input patches: (d, d), or (channels, 9, 9) for depthwise.
+
+    All of them from one recorded pass over `calib`, summed in float32 on TensorFlow's side and
+    handed to numpy (float64) once at the end."""
+    sums: dict[Any, Any] = {}
+    rng = np.random.default_rng(0)  # the same patches on every export of the same model and photos
 
     def add(layer: Any, x: Any) -> None:
-        h = _patch_hessian(layer, x)
-        hessians[layer] = hessians[layer] + h if layer in hessians else h
+        h = _patch_hessian(layer, x, rng)
+        sums[layer] = sums[layer] + h if layer in sums else h
 
     def record(layer: Any, *args: Any, **kwargs: Any) -> Any:
         return _Recorder(layer, add)(*args, **kwargs) if _is_rounded(layer) else layer(*args, **kwargs)
@@ -146,7 +171,7 @@ def _input_hessians(model: Any, calib: np.ndarray) -> dict[Any, np.ndarray]:
     batch = max(1, BATCH_PIXELS // (calib.shape[1] * calib.shape[2]))
     for start in range(0, len(calib), batch):
         recording(calib[start : start + batch], training=False)
-    return hessians
+    return {layer: h.numpy().astype(np.float64) for layer, h in sums.items()}
 
 
 class _Recorder(keras.layers.Layer):
@@ -166,17 +191,41 @@ class _Recorder(keras.layers.Layer):
         return self.layer.compute_output_spec(x)
 
 
-def _patch_hessian(layer: Any, x: Any) -> np.ndarray:
-    x = tf.cast(x, tf.float32)  # a mixed-precision model computes in float16/bfloat16
-    kh, kw = layer.kernel_size
-    if (kh, kw) != (1, 1):
-        x = tf.image.extract_patches(x, [1, kh, kw, 1], [1, *layer.strides, 1], [1, *layer.dilation_rate, 1],
-                                     layer.padding.upper())
+def _patch_hessian(layer: Any, x: Any, rng: np.random.Generator) -> Any:
+    """XᵀX of one batch's input patches to `layer` (at most `PATCHES_PER_PHOTO` per photo), float32.
+
+    Depthwise: one 9 x 9 XᵀX per channel, as a batched matmul over channels-first patches.
+    TensorFlow's einsum over channels-last patches ("nkc,nlc->ckl") took 4x as long."""
+    patches = _sampled_patches(layer, tf.cast(x, tf.float32), rng)  # a mixed-precision model computes in 16 bits
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        patches = tf.reshape(x, (-1, kh * kw, x.shape[-1] // (kh * kw)))
-        return tf.einsum("nkc,nlc->ckl", patches, patches).numpy().astype(np.float64)
-    patches = tf.reshape(x, (-1, x.shape[-1]))
-    return tf.matmul(patches, patches, transpose_a=True).numpy().astype(np.float64)
+        channels_first = tf.transpose(patches, (2, 1, 0))
+        return tf.matmul(channels_first, channels_first, transpose_b=True)
+    rows = tf.reshape(patches, (len(patches), -1))  # (kh, kw, in) flattened, the kernel's row order
+    return tf.matmul(rows, rows, transpose_a=True)
+
+
+def _sampled_patches(layer: Any, x: Any, rng: np.random.Generator) -> Any:
+    """(photos x patches, kh * kw, channels): the inputs `layer` reads at up to `PATCHES_PER_PHOTO`
+    of its output positions per photo, drawn by `rng` (every position of a smaller map), exactly
+    the values `tf.image.extract_patches` gives there."""
+    n, height, width, channels = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if layer.padding == "same":
+        out_h, out_w = -(-height // sh), -(-width // sw)
+        pad_h, pad_w = max((out_h - 1) * sh + span_h - height, 0), max((out_w - 1) * sw + span_w - width, 0)
+        x = tf.pad(x, [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]])
+    else:
+        out_h, out_w = (height - span_h) // sh + 1, (width - span_w) // sw + 1
+    positions = out_h * out_w
+    if positions <= PATCHES_PER_PHOTO:
+        chosen = np.broadcast_to(np.arange(positions), (n, positions))
+    else:
+        chosen = np.stack([rng.choice(positions, PATCHES_PER_PHOTO, replace=False) for _ in range(n)])
+    padded_h, padded_w = x.shape[1], x.shape[2]
+    corners = (np.arange(n)[:, None] * padded_h + chosen // out_w * sh) * padded_w + chosen % out_w * sw
+    offsets = (np.arange(kh)[:, None] * dh * padded_w + np.arange(kw) * dw).ravel()
+    return tf.gather(tf.reshape(x, (-1, channels)), corners.reshape(-1, 1) + offsets)
 
 
 def _rounded_kernel(layer: Any, hessian: np.ndarray) -> np.ndarray:
@@ -207,12 +256,25 @@ def round_rows(weights: np.ndarray, hessian: np.ndarray) -> np.ndarray:
     peak_value = np.round(w[np.arange(rows), peak] / scale)  # exactly +-127: the converter's scale stays
     upper = _upper_inverse_cholesky(hessian if hessian.ndim == 3 else hessian[None])
     q = np.empty_like(w)
-    for i in range(d):
-        q[:, i] = np.clip(np.round(w[:, i] / scale), -LEVELS, LEVELS)
-        error = (w[:, i] - q[:, i] * scale) / upper[:, i, i]
-        w[:, i + 1 :] -= error[:, None] * upper[:, i, i + 1 :]
+    for start in range(0, d, BLOCK):
+        end = min(start + BLOCK, d)
+        errors = _round_block(w, q, scale, upper, start, end)
+        later = upper[:, start:end, end:]
+        w[:, end:] -= errors @ later[0] if len(later) == 1 else np.einsum("rb,rbd->rd", errors, later)
     q[np.arange(rows), peak] = peak_value
     return q * scale[:, None]
+
+
+def _round_block(w: np.ndarray, q: np.ndarray, scale: np.ndarray, upper: np.ndarray, start: int,
+                 end: int) -> np.ndarray:
+    """Round columns start..end of `w` into `q` one by one, each error spread over the block's
+    columns not yet rounded; returns the errors (rows, end - start) for the columns after it."""
+    errors = np.empty((len(w), end - start))
+    for i in range(start, end):
+        q[:, i] = np.clip(np.round(w[:, i] / scale), -LEVELS, LEVELS)
+        errors[:, i - start] = (w[:, i] - q[:, i] * scale) / upper[:, i, i]
+        w[:, i + 1 : end] -= errors[:, i - start, None] * upper[:, i, i + 1 : end]
+    return errors
 
 
 def _upper_inverse_cholesky(hessian: np.ndarray) -> np.ndarray:
