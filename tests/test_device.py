@@ -121,6 +121,9 @@ def test_verify_on_a_runtime_only_device(verified: dict, run: Path, server: SshS
     assert verified["rc"] == (0 if report["passed"] else 1)
     markdown = (run / "export" / "verify.md").read_text()
     assert f"## On the device {server.url}" in markdown and "skipped on the device" in markdown
+    page = (run / "export" / "verify.html").read_text()
+    assert f"On the device {server.url}" in page and page.count('<table id="device">') == 1
+    assert page.split('<table id="device">')[1].count("<tr>") == 1 + len(report["artefacts"])
     terminal = verified["stdout"]
     assert f"Device {server.url}: x86_64" in terminal and "host≠device top-1" in terminal, terminal
     assert server.leftovers() == []

@@ -20,9 +20,9 @@ import pytest
 from _export_shared import Exported, exported_run
 from PIL import Image
 
+from edgetl.verify import VerifyReport, verify
 from edgetl.verify.reports import THUMBNAIL_PX, _thumbnail, write_reports
 from edgetl.verify.sample_gate import MAX_FLIPS, flipped_photos
-from edgetl.verify import VerifyReport, verify
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")

@@ -10,7 +10,15 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgetl import render
-from edgetl.cli.common import DEVICE_OPTION, DEVICE_PYTHON_OPTION, SSH_CONFIG_OPTION, app, call_api, console, err_console
+from edgetl.cli.common import (
+    DEVICE_OPTION,
+    DEVICE_PYTHON_OPTION,
+    SSH_CONFIG_OPTION,
+    app,
+    call_api,
+    console,
+    err_console,
+)
 from edgetl.spec import escaped
 
 

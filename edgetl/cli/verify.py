@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from edgetl import render
-from edgetl.render import show_progress
 from edgetl.cli.common import (
     DEVICE_OPTION,
     DEVICE_PYTHON_OPTION,
@@ -21,6 +20,7 @@ from edgetl.cli.common import (
     require_toolchain,
     split_formats,
 )
+from edgetl.render import show_progress
 
 
 @app.command("verify")
@@ -67,10 +67,11 @@ def verify_command(
     from edgetl.verify import verify
 
     show_progress(err_console)  # with --wait: whom it waits for
-    report = call_api(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
-                      max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
-                      formats=split_formats(formats) if formats else None, device=device, ssh_config=ssh_config,
-                      device_python=device_python, allow_unproven=allow_unproven, wait=wait)
+    call = _verify_interrupt_is_exit_2(device is not None)
+    report = call(verify, run_dir, data=data, probe=probe, min_agreement=min_agreement,
+                  max_accuracy_drop=max_accuracy_drop, max_images=max_images, threads=threads,
+                  formats=split_formats(formats) if formats else None, device=device, ssh_config=ssh_config,
+                  device_python=device_python, allow_unproven=allow_unproven, wait=wait)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -79,3 +80,19 @@ def verify_command(
     for line in report.failures:
         err_console.print(f"FAIL {line.removeprefix('- ')}", markup=False, highlight=False)
     raise typer.Exit(code=0 if report.passed else 1)
+
+
+def _verify_interrupt_is_exit_2(on_device: bool) -> Any:
+    """With --device, Ctrl-C is one of the faults that end in exit 2 (docs/device-verify.md), in any phase."""
+    if not on_device:
+        return call_api
+
+    def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call_api(fn, *args, **kwargs)
+        except typer.Exit as e:
+            if e.exit_code == 130:
+                raise typer.Exit(code=2) from None
+            raise
+
+    return call

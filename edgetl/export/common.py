@@ -61,6 +61,8 @@ class ExportSource:
 
         if recipe not in recipes.ROUNDS_WEIGHTS:
             return False
+        if self.model is None:  # the export worker: the main process sent the rounded copy, or had nothing to round
+            return self._rounded is not None
         from edgetl.export import rounding
 
         return rounding.has_roundable_layers(self.model)

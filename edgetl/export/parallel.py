@@ -143,7 +143,9 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
         return worker.pool.submit(_convert_in_worker, source.metadata, source.workdir, saved, options, fmt,
                                   artefact_path(out_dir, fmt), calib_file, rounded)
 
-    late = [f for f in worker.formats if f == "tflite-int8" and recipes.rounds_weights(options.quantization)]
+    rounds = recipes.rounds_weights(options.quantization) and source.rounded_weights(
+        recipes.candidates(options.quantization)[0])
+    late = [f for f in worker.formats if f == "tflite-int8" and rounds]
     futures = {fmt: submit(fmt) for fmt in worker.formats if fmt not in late}
     local: dict[str, ExportResult] = {}
     for fmt in late:  # the worker converts its float formats meanwhile

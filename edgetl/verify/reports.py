@@ -100,31 +100,57 @@ def render_markdown(report: VerifyReport) -> str:
     return "\n".join(lines)
 
 
-def device_markdown(report: VerifyReport) -> list[str]:
-    """The device's figures beside the host's, after `verify --device` (else no lines)."""
-    facts = report.device
-    if facts is None:
-        return []
+DEVICE_COLUMNS = ("artefact", "host agreement", "device agreement", "device accuracy", "device max |Δp|",
+                  "host≠device top-1", "host-device max |Δp|", "host p50 ms", "device p50 ms", "device p95 ms",
+                  "verdict")
+"""The device table's columns, in verify.md and verify.html alike."""
+
+
+def _device_facts(facts: dict[str, Any]) -> str:
     interpreters = ", ".join(sorted({f"{i['name']} {i['version']}" for i in facts["interpreters"]})) or "none"
-    lines = ["", f"## On the device {facts['target']}", "",
-             f"{facts['machine']}, {facts['system']}, Python {facts['python']}, edgetl {facts['edgetl']}, "
-             f"CPU {facts.get('cpu') or 'not reported'}; interpreters: {interpreters}.", "",
-             "| artefact | host agreement | device agreement | device accuracy | device max \\|Δp\\| "
-             "| host≠device top-1 | host-device max \\|Δp\\| | host p50 ms | device p50 ms | device p95 ms | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    return (f"{facts['machine']}, {facts['system']}, Python {facts['python']}, edgetl {facts['edgetl']}, "
+            f"CPU {facts.get('cpu') or 'not reported'}; interpreters: {interpreters}.")
+
+
+def _device_rows(report: VerifyReport) -> list[tuple[str, ...]]:
+    """One row of `DEVICE_COLUMNS` per artefact: the device's figures beside the host's."""
+    rows = []
     for r in report.results:
         d = r.device or {"skipped": "skipped on the device: not run"}
         if "skipped" in d:
-            lines.append(f"| {r.name} | {_pct(r.top1_agreement)} | {d['skipped']} | | | | | | | | |")
+            rows.append((r.name, _pct(r.top1_agreement), d["skipped"], *[""] * (len(DEVICE_COLUMNS) - 3)))
             continue
         failed = [reason for reason in r.failures if reason.startswith("on the device")]
         diff = "n/a" if d["host_device_max_abs_diff"] is None else f"{d['host_device_max_abs_diff']:.2e}"
-        lines.append(
-            f"| {r.name} | {_pct(r.top1_agreement)} | {_pct(d['agreement'])} ({d['disagreements']} of {d['n']} differ) "
-            f"| {_pct(d['accuracy'])} | {d['max_abs_dprob']:.2e} | {d['host_device_top1_differ']} | {diff} "
-            f"| {r.latency_ms_p50:.2f} | {d['p50_ms']:.2f} | {d['p95_ms']:.2f} | "
-            f"{'pass' if not failed else 'FAIL: ' + '; '.join(failed)} |")
-    return lines
+        agreement = f"{_pct(d['agreement'])} ({d['disagreements']} of {d['n']} differ)"
+        rows.append((r.name, _pct(r.top1_agreement), agreement,
+                     _pct(d["accuracy"]), f"{d['max_abs_dprob']:.2e}", str(d["host_device_top1_differ"]), diff,
+                     f"{r.latency_ms_p50:.2f}", f"{d['p50_ms']:.2f}", f"{d['p95_ms']:.2f}",
+                     "pass" if not failed else "FAIL: " + "; ".join(failed)))
+    return rows
+
+
+def device_markdown(report: VerifyReport) -> list[str]:
+    """The device's figures beside the host's, after `verify --device` (else no lines)."""
+    if report.device is None:
+        return []
+    header = " | ".join(column.replace("|", "\\|") for column in DEVICE_COLUMNS)
+    return ["", f"## On the device {report.device['target']}", "", _device_facts(report.device), "",
+            f"| {header} |", "|" + "---|" * len(DEVICE_COLUMNS),
+            *(f"| {' | '.join(row)} |" for row in _device_rows(report))]
+
+
+def _device_html(report: VerifyReport) -> str:
+    """The device section of verify.html (empty without `verify --device`)."""
+    if report.device is None:
+        return ""
+    head = "".join(f"<th>{escape(column)}</th>" for column in DEVICE_COLUMNS)
+    left = (0, len(DEVICE_COLUMNS) - 1)  # the artefact's name and the verdict read left to right
+    body = "".join("<tr>" + "".join(f'<td class="left">{escape(cell)}</td>' if i in left else f"<td>{escape(cell)}</td>"
+                                    for i, cell in enumerate(row)) + "</tr>" for row in _device_rows(report))
+    return (f"<h2>On the device {escape(report.device['target'])}</h2>"
+            f'<p class="note">{escape(_device_facts(report.device))}</p>'
+            f'<table id="device"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 THUMBNAIL_PX = 96
@@ -174,7 +200,7 @@ def render_html(report: VerifyReport, parity_png: bytes) -> str:
         f'<h1>Parity report: {escape(report.run_dir.name)} <span class="badge {verdict.lower()}">{verdict}</span></h1>',
         f'<p class="sub">{report.images} photos from {escape(report.data)}. Reference: the float Keras model, '
         f"accuracy {accuracy}, latency p50 {ref['latency_ms_p50']:.2f} ms.</p>",
-        _table(report), *_notes(report),
+        _table(report), *_notes(report), _device_html(report),
         '<h2>Parity plot</h2><figure><img alt="parity plot" src="data:image/png;base64,'
         f'{base64.b64encode(parity_png).decode()}"></figure>',
         "<h2>Photos that flipped</h2>",
