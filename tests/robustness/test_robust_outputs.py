@@ -3,6 +3,7 @@ files that try to run code or to steer writes. Nothing partial is ever left unde
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -204,6 +205,10 @@ def test_keras_file_with_a_lambda_layer_is_refused_not_run(run: Path, tmp_path: 
     outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(touched))
     keras.Model(inputs, outputs).save(evil / "model.keras")
     sentinel.unlink()
+    # An attacker who swaps model.keras can rewrite its hash in metadata.json too: safe_mode is what stops the code.
+    metadata = json.loads((evil / "metadata.json").read_text())
+    metadata["model_keras_sha256"] = hashlib.sha256((evil / "model.keras").read_bytes()).hexdigest()
+    (evil / "metadata.json").write_text(json.dumps(metadata))
     for command in ("export", "verify"):
         result = runner.invoke(app, [command, str(evil)])
         assert result.exit_code == 2, result.output
