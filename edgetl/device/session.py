@@ -197,6 +197,10 @@ def _outcome(transport: Transport, events: list[dict[str, Any]], returncode: int
             raise EdgetlError(f"The disk of {transport.target} is full: {last['message']}. Free some space there "
                               "(or point TMPDIR at a larger disk) and run again.")
         raise EdgetlError(f"The run on {transport.target} failed: {last.get('message')}")
+    if last_line(stderr).endswith("Killed") and not 128 < returncode < 160:
+        # The device's shell reported its worker SIGKILLed (the OOM killer, kill -9); ssh itself may
+        # then exit 255 as if the connection had dropped, which it did not (seen under load here).
+        returncode = 128 + 9
     if reason := transport.explain(returncode, stderr):
         raise EdgetlError(reason)
     if not folder:
