@@ -24,6 +24,7 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.errors import EdgetlError
 from edgetl.runtime.image import is_image_file, load_pixels
+from edgetl.safety import file_sha256
 from edgetl.spec import PreprocessingSpec, atomic_path, check_labels, first_few
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -242,8 +243,8 @@ def _warn_duplicates(splits: Splits) -> None:
     by_hash: dict[str, list[tuple[Path, str, str]]] = {}
     for group in (g for g in by_size.values() if len(g) > 1):
         for entry in group:
-            with suppress(OSError), open(entry[0], "rb") as handle:
-                by_hash.setdefault(hashlib.file_digest(handle, "sha256").hexdigest(), []).append(entry)
+            with suppress(OSError):
+                by_hash.setdefault(file_sha256(entry[0]), []).append(entry)
     clashes = [g for g in by_hash.values() if len({(split, name) for _, split, name in g}) > 1]
     if clashes:
         described = [" = ".join(f"{path.relative_to(splits.data_dir)} ({split}, {name})" for path, split, name in g)
