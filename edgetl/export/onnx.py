@@ -108,7 +108,8 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
                 name = f"{recipe}_wider_{next(candidates)}.onnx"
                 return _quantize(prep_path, Path(tmp) / name, calib, recipe, rounded, exclude=nodes)
 
-            widening = target_agreement.onnx_widening(source, q_path, prep_path, requantize)
+            widening = target_agreement.onnx_widening(source, q_path, prep_path, requantize, session_runner,
+                                                      INPUT_NAME)
             q_path, target = target_agreement.reach(source, widening, opts.target_agreement)
         model = onnx.load(str(q_path))
     return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,

@@ -51,7 +51,7 @@ LATENCY_PHOTOS = 16
 
 @dataclass(frozen=True)
 class WiderLayer:
-    """One layer kept at a wider precision than int8.
+    """One layer kept at a wider precision than int8. Immutable, so thread-safe.
 
     Attributes:
         layer: The Keras layer it comes from, or the converter's node name when none matches.
@@ -74,6 +74,7 @@ class WiderLayer:
 @dataclass(frozen=True)
 class TargetOutcome:
     """What `--target-agreement` did for one format; `to_dict` goes to export.json and the artefact.
+    Immutable, so thread-safe.
 
     Agreements are shares of photos whose top-1 equals the float model's. The validation figures
     chose the layers; the test figures (None without test photos) were measured afterwards only.
@@ -106,7 +107,7 @@ def agreement(source: ExportSource, run: Callable[[np.ndarray], np.ndarray]) -> 
     return 1.0 - (source.validation_disagreements(run) or 0) / photos
 
 
-def test_agreement(source: ExportSource, run: Callable[[np.ndarray], np.ndarray]) -> float | None:
+def held_out_agreement(source: ExportSource, run: Callable[[np.ndarray], np.ndarray]) -> float | None:
     """The same share on the test photos, for the report only (None without test photos)."""
     if source.test is None or not len(source.test):
         return None
@@ -133,9 +134,14 @@ def refuse_unmet(fmt: str, target: float, reached: float, why: str) -> EdgetlErr
                        f"--target-agreement {target:g}; {why}")
 
 
+Runner = Callable[[Any], Callable[[np.ndarray], np.ndarray]]
+"""artefact -> a function from float32 pixels (N, H, W, 3) to its scores."""
+
+
 @dataclass(frozen=True)
 class Widening:
     """How one format makes and runs its candidates: everything `reach` needs to know of it.
+    Not thread-safe: its functions write the format's candidates into one folder.
 
     Attributes:
         fmt: The format, for messages.
@@ -143,7 +149,7 @@ class Widening:
         rank: {node: sensitivity, larger is worse} on the validation photos; called only when
             `plain` misses the target.
         build: nodes -> the artefact with those nodes kept wider (after `rank`).
-        runner: artefact -> a function from float32 pixels (N, H, W, 3) to scores.
+        runner: artefact -> a function from float32 pixels (N, H, W, 3) to its scores.
         size: artefact -> its size in bytes.
         full_integer: True when no layer may be kept in float.
     """
@@ -152,13 +158,15 @@ class Widening:
     plain: Any
     rank: Callable[[], dict[str, float]]
     build: Callable[[Sequence[str]], Any]
-    runner: Callable[[Any], Callable[[np.ndarray], np.ndarray]]
+    runner: Runner
     size: Callable[[Any], int]
     full_integer: bool = False
 
 
 def reach(source: ExportSource, widening: Widening, target: float) -> tuple[Any, TargetOutcome]:
     """The artefact with the fewest layers kept wider that meets `target` on the validation photos.
+
+    Not thread-safe (it converts and runs one format's candidates); call it once per format.
 
     Raises:
         EdgetlError: when the target is missed and the format is fully integer, or when its
@@ -186,14 +194,12 @@ def reach(source: ExportSource, widening: Widening, target: float) -> tuple[Any,
     return final, outcome
 
 
-def tflite_widening(source: ExportSource, data: bytes, converter: Callable[[], Any], *, io_dtype: str,
-                    full_integer: bool, fmt: str) -> Widening:
+def tflite_widening(source: ExportSource, data: bytes, converter: Callable[[], Any], runner: Runner, *,
+                    io_dtype: str, full_integer: bool, fmt: str) -> Widening:
     """TFLite: ranked by the quantization debugger, rebuilt by `mlir_quantize` with `denylisted_nodes`.
 
     `converter` makes a TFLite converter set up as for `data`; the debugger calibrates it again.
     """
-    from edgetl.export import tflite
-
     calibrated: list[bytes] = []
 
     def rank() -> dict[str, float]:
@@ -203,17 +209,16 @@ def tflite_widening(source: ExportSource, data: bytes, converter: Callable[[], A
 
     return Widening(fmt=fmt, plain=data, rank=rank,
                     build=lambda nodes: _requantized(calibrated[0], io_dtype, nodes),
-                    runner=lambda model: tflite.runner(model, source), size=len, full_integer=full_integer)
+                    runner=runner, size=len, full_integer=full_integer)
 
 
 def onnx_widening(source: ExportSource, quantized: Path, float_model: Path,
-                  requantize: Callable[[Sequence[str]], Path]) -> Widening:
+                  requantize: Callable[[Sequence[str]], Path], runner: Runner, input_name: str) -> Widening:
     """onnx-int8: ranked by the signal-to-noise each node loses, rebuilt with `nodes_to_exclude`."""
-    from edgetl.export import onnx
-
-    return Widening(fmt="onnx-int8", plain=quantized,
-                    rank=lambda: onnx_layer_errors(float_model, quantized, require_validation(source, "onnx-int8")),
-                    build=requantize, runner=onnx.session_runner, size=lambda path: path.stat().st_size)
+    return Widening(fmt="onnx-int8", plain=quantized, build=requantize, runner=runner,
+                    rank=lambda: onnx_layer_errors(float_model, quantized, input_name,
+                                                   require_validation(source, "onnx-int8")),
+                    size=lambda path: path.stat().st_size)
 
 
 def layer_errors(converter: Any, pixels: np.ndarray) -> tuple[bytes, dict[str, float]]:
@@ -236,7 +241,7 @@ def layer_errors(converter: Any, pixels: np.ndarray) -> tuple[bytes, dict[str, f
     return debugger.calibrated_model, errors
 
 
-def onnx_layer_errors(float_model: Path, quantized: Path, pixels: np.ndarray) -> dict[str, float]:
+def onnx_layer_errors(float_model: Path, quantized: Path, input_name: str, pixels: np.ndarray) -> dict[str, float]:
     """{node: signal-to-quantization-noise ratio it loses, dB} of a QDQ model on `pixels`.
 
     Each tensor's SQNR compares the QDQ model's value with the float model's
@@ -246,9 +251,7 @@ def onnx_layer_errors(float_model: Path, quantized: Path, pixels: np.ndarray) ->
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as debug
 
-    from edgetl.export.onnx import INPUT_NAME
-
-    feeds = [{INPUT_NAME: photo[None]} for photo in pixels[:RANKING_PHOTOS].astype(np.float32)]
+    feeds = [{input_name: photo[None]} for photo in pixels[:RANKING_PHOTOS].astype(np.float32)]
     activations = []
     for model in (float_model, quantized):
         augmented = model.with_name(f"{model.stem}_debug.onnx")
@@ -324,8 +327,8 @@ def _outcome(source: ExportSource, target: float, before: float, after: float,
              run_before: Callable[[np.ndarray], np.ndarray], run_after: Callable[[np.ndarray], np.ndarray] | None,
              wider: tuple[WiderLayer, ...]) -> TargetOutcome:
     """The report, with the test split measured now that the choice is made."""
-    test_before = test_agreement(source, run_before)
-    test_after = test_agreement(source, run_after) if run_after is not None else test_before
+    test_before = held_out_agreement(source, run_before)
+    test_after = held_out_agreement(source, run_after) if run_after is not None else test_before
     return TargetOutcome(target=target, validation_photos=len(require_validation(source, "int8")),
                          before=round(before, 4), after=round(after, 4),
                          test_photos=0 if source.test is None else len(source.test),

@@ -156,5 +156,5 @@ def to_target(source: ExportSource, opts: ExportOptions, calib: np.ndarray, reci
     widening = target_agreement.tflite_widening(
         source, data, lambda: int8_converter(source.int8_source(recipe, calib), calib, io_dtype=opts.io_dtype,
                                              batch=batch),
-        io_dtype=opts.io_dtype, full_integer=full_integer, fmt=fmt)
+        lambda model: runner(model, source), io_dtype=opts.io_dtype, full_integer=full_integer, fmt=fmt)
     return target_agreement.reach(source, widening, opts.target_agreement)
