@@ -21,8 +21,10 @@ them to the whole model only. `ai-edge-quantizer` 0.10 does it per op (`add_stat
 activation_num_bits=16)`) and runs beside this stack (numpy 2, ai-edge-litert 2.3), but it is not
 used: its models take int8 input where edgetl's take uint8, and 16-bit activations cannot repair a
 layer whose int8 *weights* lose the signal (the test model's fragile layer in 16x8 agreed on 32%
-of photos, as in int8). So the layers kept wider run in float32. Formats that must stay fully integer (`edgetpu`, tflite-int8 with `--full-integer`) never
-get float ops: when their int8 model misses the target, the format fails with one line saying so.
+of photos, as in int8). So the layers kept wider run in float32.
+
+Formats that must stay fully integer (`edgetpu`, tflite-int8 with `--full-integer`) never get float
+ops: when their int8 model misses the target, the format fails with one line saying so.
 
 Not thread-safe: one call converts and measures one format.
 """
