@@ -152,3 +152,13 @@ def test_options_refuse_what_they_cannot_do() -> None:
         ExportOptions(full_integer=True)
     with pytest.raises(EdgetlError, match="none of the requested formats"):
         check_formats_options(ExportOptions(formats=("tflite-fp32",), target_agreement=0.99))
+
+
+def test_pretrained_has_no_validation_split_to_aim_at(tmp_path: Path) -> None:
+    from edgetl.errors import EdgetlError
+    from edgetl.export import ExportOptions, export_pretrained
+
+    with pytest.raises(EdgetlError, match="--pretrained has none"):
+        export_pretrained("mobilenet_v2", tmp_path / "out", ExportOptions(formats=("tflite-int8",),
+                                                                          target_agreement=0.99))
+    assert not (tmp_path / "out").exists()
