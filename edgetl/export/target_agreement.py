@@ -270,13 +270,14 @@ def onnx_layer_errors(float_model: Path, quantized: Path, input_name: str, pixel
 
 def keras_layer_name(model: Any, node: str) -> str:
     """The Keras layer a converter node comes from ("functional_1/fragile_1/convolution1" -> "fragile"),
-    or the node name itself."""
-    names = {layer.name for layer in _all_layers(model)} if model is not None else set()
-    for part in reversed(node.split(";")[0].split("/")[:-1]):
-        for candidate in (part, re.sub(r"_\d+$", "", part)):
-            if candidate in names:
-                return candidate
-    return node
+    or the node name itself. A fused node ("block_1_relu/Relu;block_1_bn/...;block_1_conv/...")
+    is named for its layer with weights, the one kept wider."""
+    layers = {layer.name: layer for layer in _all_layers(model)} if model is not None else {}
+    found = [candidate for op in node.split(";") for part in reversed(op.split("/")[:-1])
+             for candidate in (part, re.sub(r"_\d+$", "", part)) if candidate in layers]
+    weighted = [name for name in found if getattr(layers[name], "kernel", None) is not None
+                or getattr(layers[name], "depthwise_kernel", None) is not None]
+    return (weighted or found or [node])[0]
 
 
 class _MeetsTarget:
