@@ -150,6 +150,9 @@ def print_export(console: Console, report: Any) -> None:
             status,
         )
     console.print(table)
+    for fmt, used in report.quantization.items():
+        if used.get("target_agreement"):
+            console.print(_target_line(fmt, used["target_agreement"]), highlight=False)
     if report.calibration:
         c = report.calibration
         counts = f" ({first_few([f'{k}: {v}' for k, v in c['class_counts'].items()])})" if c["class_counts"] else ""
@@ -164,6 +167,16 @@ def print_export(console: Console, report: Any) -> None:
     if report.golden:
         console.print(f"Golden vectors: {report.golden}", highlight=False)
     console.print(f"Done in {report.seconds:.1f} s.{_next_steps(report)}", highlight=False)
+
+
+def _target_line(fmt: str, target: dict[str, Any]) -> str:
+    """What `--target-agreement` did for one format: agreement before -> after, and each layer kept wider."""
+    test = (f"; test split {target['test_before']:.1%} -> {target['test_after']:.1%} (reported, not used)"
+            if target["test_before"] is not None else "")
+    wider = ", ".join(f"{w['layer']} ({w['precision']}, {w['size_bytes'] / 1e3:+.1f} kB, {w['latency_ms']:+.2f} ms)"
+                      for w in target["wider"]) or "none"
+    return (f"{fmt}: target agreement {target['target']:g} on {target['validation_photos']} validation photos: "
+            f"{target['before']:.1%} -> {target['after']:.1%}{test}. Kept wider: {wider}")
 
 
 def _next_steps(report: Any) -> str:

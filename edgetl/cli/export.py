@@ -52,6 +52,14 @@ def export_command(
         help="Int8 recipe: default (gptq: error-compensating weight rounding), gptq, minmax (plain converters), "
         "percentile, entropy, or auto (the best by agreement on the validation split).",
     )] = "default",
+    target_agreement: Annotated[Optional[float], typer.Option(
+        help="Int8: keep the most sensitive layers in float until the top-1 equals the float model's on at least "
+        "this share of the validation photos (e.g. 0.995), or fail the format.",
+    )] = None,
+    full_integer: Annotated[bool, typer.Option(
+        "--full-integer",
+        help="With --target-agreement: tflite-int8 keeps every op integer and fails when it misses the target.",
+    )] = False,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o",
         help="Output folder: default RUN_DIR/export; with --pretrained the run-like folder to create.",
@@ -107,7 +115,8 @@ def export_command(
         options = ExportOptions(
             formats=split_formats(formats), calibration_size=calibration_size, calibration_dir=calibration_dir,
             io_dtype=io_dtype.value, onnx_opset=onnx_opset, golden=golden, quantization=quantization,
-            output_dir=out if run_dir is not None else None,
+            output_dir=out if run_dir is not None else None, target_agreement=target_agreement,
+            full_integer=full_integer,
         )
         if android_assets is not None:  # checked before the old export is replaced
             check_android_assets(android_assets, options.resolved_formats, run_dir, calibration_dir)

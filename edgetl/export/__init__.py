@@ -10,6 +10,9 @@
 | ONNX int8 (QDQ)  | `onnx-int8`      | `.onnx`   | onnx_opset, calibration_size, calibration_dir, quantization |
 | Edge TPU         | `edgetpu`        | `.tflite` | calibration_size, calibration_dir, io_dtype  |
 
+The three int8 formats also accept target_agreement (`edgetl.export.target_agreement`); tflite-int8
+also full_integer, which keeps it fully integer under a target as edgetpu always is.
+
 `all` (the default) is the first six. Each artefact is `RUN_DIR/export/model_{format}{suffix}`
 with a sidecar `model_{format}.json` (the embedded `edgetl.json`), written under a temporary
 name and renamed when whole. One format failing does not stop the others: it is reported in
@@ -100,12 +103,13 @@ FORMATS: dict[str, ExportFormat] = {
     # and can swap the top-1, where a conversion bug moves every image. So: a tolerance that no
     # bug passes, and a stricter agreement than the integer formats.
     "tflite-fp16": ExportFormat(fn=export_tflite_fp16, suffix=".tflite", parity=Parity(atol=5e-2, min_agreement=0.99)),
-    "tflite-int8": ExportFormat(fn=export_tflite_int8, suffix=".tflite", accepts=_CALIB | {"io_dtype"},
+    "tflite-int8": ExportFormat(fn=export_tflite_int8, suffix=".tflite",
+                                accepts=_CALIB | {"io_dtype", "target_agreement", "full_integer"},
                                 parity=Parity(), calibrated=True),
     "onnx": ExportFormat(fn=export_onnx, suffix=".onnx", accepts=frozenset({"onnx_opset"}), parity=Parity(atol=1e-4)),
-    "onnx-int8": ExportFormat(fn=export_onnx_int8, suffix=".onnx", accepts=_CALIB | {"onnx_opset"},
+    "onnx-int8": ExportFormat(fn=export_onnx_int8, suffix=".onnx", accepts=_CALIB | {"onnx_opset", "target_agreement"},
                               parity=Parity(), calibrated=True),
-    "edgetpu": ExportFormat(fn=export_edgetpu, suffix=".tflite", accepts=_CALIB | {"io_dtype"},
+    "edgetpu": ExportFormat(fn=export_edgetpu, suffix=".tflite", accepts=_CALIB | {"io_dtype", "target_agreement"},
                             parity=Parity(), calibrated=True, runnable=False),
 }
 ALL_FORMATS = ("tflite-fp32", "tflite-dynamic", "tflite-fp16", "tflite-int8", "onnx", "onnx-int8")
@@ -132,6 +136,11 @@ class ExportOptions:
         quantization: The int8 recipe (`edgetl.export.recipes`): "default" (gptq), "gptq",
             "minmax", "percentile", "entropy", or "auto" (the best of them by agreement with the
             float model on the validation split). Defaults to "default".
+        target_agreement: Keep the int8 model's most sensitive layers in float until its top-1 equals
+            the float model's on at least this share of the validation photos, or fail the format
+            (`edgetl.export.target_agreement`). None keeps every layer int8. Defaults to None.
+        full_integer: With `target_agreement`, tflite-int8 keeps every op integer: it only checks the
+            target. Defaults to False.
     """
 
     formats: tuple[str, ...] = ("all",)
@@ -143,6 +152,8 @@ class ExportOptions:
     seed: int = 0
     golden: bool = True
     quantization: str = "default"
+    target_agreement: float | None = None
+    full_integer: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, str):
@@ -156,6 +167,10 @@ class ExportOptions:
             raise EdgetlError("formats must name at least one format. Received: formats=()")
         check_number("calibration_size", self.calibration_size, 1, 10_000, integer=True)
         check_number("seed", self.seed, 0, 2**32 - 1, integer=True)
+        check_number("target_agreement", self.target_agreement, 0.0, 1.0, allow_none=True)
+        if self.full_integer and self.target_agreement is None:
+            raise EdgetlError("full_integer only applies with target_agreement (tflite-int8 is fully integer "
+                              "otherwise). Received: full_integer=True, target_agreement=None")
         if self.quantization not in recipes.CHOICES:
             raise EdgetlError(
                 f"quantization must be one of {recipes.CHOICES}. Received: quantization={self.quantization!r}"
@@ -292,7 +307,8 @@ def _export_locked(run_dir: Path, options: ExportOptions) -> ExportReport:
     # The conversion worker starts first: it imports TensorFlow and builds the SavedModel from
     # model.keras while this process loads the model (see edgetl.export.parallel).
     with conversion_worker(options.resolved_formats, run_dir / "model.keras", read_run_metadata(run_dir),
-                           quantization=options.quantization) as worker:
+                           quantization=options.quantization,
+                           keep_here=("tflite-int8",) if options.target_agreement is not None else ()) as worker:
         model, meta = load_run(run_dir)
         spec = meta.preprocessing
 
@@ -311,12 +327,20 @@ def _export_locked(run_dir: Path, options: ExportOptions) -> ExportReport:
         golden = [Path(p) for _, p in picks][:GOLDEN_IMAGES]
         validation = _validation_pixels(run_dir, options, spec)
         held_out = [path for path, _ in held_out_split(run_dir) or []]
+        tested = calibration.decode([p for p, _ in test or []], spec) if options.target_agreement is not None else None
         return build_export(model, meta, out_dir, options, calib, golden, source_model=run_dir / "model.keras",
-                            validation=validation, worker=worker, held_out=held_out)
+                            validation=validation, worker=worker, held_out=held_out, test=tested)
 
 
 def _validation_pixels(run_dir: Path, options: ExportOptions, spec: PreprocessingSpec) -> Any:
-    """The validation photos `--quantization auto` ranks recipes on (never the test split), or None."""
+    """The validation photos `--quantization auto` ranks recipes on and `--target-agreement` chooses
+    layers on (never the test split), or None."""
+    if options.target_agreement is not None:
+        val = read_split(run_dir, "val")
+        if not val:
+            raise EdgetlError("--target-agreement is measured on the run's validation split, and this run has none. "
+                              f"Train it with a validation split, or leave the option out. Received: {run_dir}")
+        return calibration.decode([p for p, _ in val], spec)
     val = read_split(run_dir, "val") if options.quantization == "auto" else None
     if not val:
         if options.quantization == "auto":
@@ -331,7 +355,8 @@ def check_formats_options(options: ExportOptions) -> None:
     """Cross-field check, before the run is read: no option is set that no requested format reads."""
     formats = options.resolved_formats
     defaults = ExportOptions()
-    for name in ("calibration_size", "calibration_dir", "io_dtype", "onnx_opset", "quantization"):
+    for name in ("calibration_size", "calibration_dir", "io_dtype", "onnx_opset", "quantization", "target_agreement",
+                 "full_integer"):
         if getattr(options, name) != getattr(defaults, name) and not any(name in FORMATS[f].accepts for f in formats):
             readers = [f for f in FORMATS if name in FORMATS[f].accepts]
             raise EdgetlError(

@@ -27,13 +27,17 @@ class ExportSource:
         metadata: Its metadata (format "keras"); exporters derive theirs with `for_format`.
         workdir: A temporary directory for intermediates, removed by `export()`.
         validation: uint8 pixels (N, H, W, 3) of the run's validation photos, on which
-            `--quantization auto` compares recipes; None when not needed or unavailable.
+            `--quantization auto` compares recipes and `--target-agreement` chooses layers; None when
+            not needed or unavailable.
+        test: uint8 pixels of the run's test photos, whose agreement `--target-agreement` reports
+            (never chooses on); None when not needed or unavailable.
     """
 
     model: Any
     metadata: ModelMetadata
     workdir: Path
     validation: np.ndarray | None = None
+    test: np.ndarray | None = None
     _saved_model: dict[int, Path] = field(default_factory=dict, repr=False)
     _onnx: dict[int, bytes] = field(default_factory=dict, repr=False)
     _validation_scores: np.ndarray | None = field(default=None, repr=False)
@@ -50,7 +54,7 @@ class ExportSource:
             from edgetl.export import rounding
 
             self._rounded = dataclasses.replace(self, model=rounding.gptq_copy(self.model, calib), validation=None,
-                                                _saved_model={}, _onnx={}, _validation_scores=None)
+                                                test=None, _saved_model={}, _onnx={}, _validation_scores=None)
         return self._rounded
 
     def rounded_weights(self, recipe: str) -> bool:

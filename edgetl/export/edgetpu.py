@@ -203,6 +203,7 @@ def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
     from edgetl.spec import write_text_atomic
 
     recipe, data, tried = tflite.convert_int8(source, opts, calib, batch=1)
+    data, target = tflite.to_target(source, opts, calib, recipe, data, "edgetpu", full_integer=True, batch=1)
     parsed = read_tflite(data, source="edgetpu")
     report = preflight(parsed["operators"], parsed["inputs"], parsed["outputs"])
     write_text_atomic(out.with_name(f"{out.stem}_preflight.json"), json.dumps(report.to_dict(), indent=2))
@@ -211,4 +212,5 @@ def export_edgetpu(source: Any, opts: Any, out: Path, calib: Any) -> Path:
                          "compiled for the Edge TPU", edgetpu_compiler_log=log.strip()[-2000:],
                          quantization_recipe=recipe, quantization_trials=tried,
                          weights_rounded=source.rounded_weights(recipe),
-                         calibration_images=int(len(calib)) if calib is not None else 0)
+                         calibration_images=int(len(calib)) if calib is not None else 0,
+                         **({} if target is None else {"target_agreement": target.to_dict()}))

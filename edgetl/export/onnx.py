@@ -20,13 +20,15 @@ Its input and output stay float32, so the same runtime code feeds it as the floa
 
 from __future__ import annotations
 
+import itertools
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.export import recipes
+from edgetl.export import recipes, target_agreement
 from edgetl.export.common import ExportSource, artefact_metadata, check_output, write_artefact
 from edgetl.spec import METADATA_FILE_NAME
 
@@ -75,6 +77,8 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
     """Int8 ONNX: QDQ, u8 activations and per-channel u8 weights, calibrated like tflite-int8.
 
     The weights and the calibration method follow `opts.quantization` (`edgetl.export.recipes`).
+    With `opts.target_agreement`, its most sensitive nodes stay float (`nodes_to_exclude`) until it
+    agrees with the float model on that share of the validation photos (`edgetl.export.target_agreement`).
     """
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -94,16 +98,30 @@ def export_onnx_int8(source: ExportSource, opts: ExportOptions, out: Path, calib
             return _quantize(prep_path, Path(tmp) / f"{recipe}.onnx", calib, recipe, weights == "rounded")
 
         recipe, q_path, tried = recipes.pick(opts.quantization, build,
-                                             lambda path: source.validation_disagreements(_session_runner(path)))
+                                             lambda path: source.validation_disagreements(session_runner(path)))
+        target = None
+        if opts.target_agreement is not None:
+            rounded = source.rounded_weights(recipe)
+            prep_path, candidates = Path(tmp) / f"prep_{'rounded' if rounded else 'float'}.onnx", itertools.count()
+
+            def requantize(nodes: Sequence[str]) -> Path:
+                name = f"{recipe}_wider_{next(candidates)}.onnx"
+                return _quantize(prep_path, Path(tmp) / name, calib, recipe, rounded, exclude=nodes)
+
+            widening = target_agreement.onnx_widening(source, q_path, prep_path, requantize, session_runner,
+                                                      INPUT_NAME)
+            q_path, target = target_agreement.reach(source, widening, opts.target_agreement)
         model = onnx.load(str(q_path))
     return finish(source, model, "onnx-int8", out, onnx_opset=opts.onnx_opset,
                   quantization="onnxruntime static QDQ, uint8 activations, per-channel uint8 weights, "
-                  f"{recipe} recipe",
+                  f"{recipe} recipe" + (", some layers float" if target is not None and target.wider else ""),
                   quantization_recipe=recipe, quantization_trials=tried, calibration_images=int(len(calib)),
-                  weights_rounded=source.rounded_weights(recipe))
+                  weights_rounded=source.rounded_weights(recipe),
+                  **({} if target is None else {"target_agreement": target.to_dict()}))
 
 
-def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str, rounded: bool) -> Path:
+def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str, rounded: bool,
+              exclude: Sequence[str] = ()) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -119,7 +137,8 @@ def _quantize(prep_path: Path, q_path: Path, calib: np.ndarray, recipe: str, rou
         calibration["extra_options"] = {**calibration.get("extra_options", {}),
                                         "TensorQuantOverrides": _converter_weight_grid(prep_path)}
     quantize_static(prep_path, q_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, **calibration)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                    nodes_to_exclude=list(exclude), **calibration)
     return q_path
 
 
@@ -142,7 +161,7 @@ def _converter_weight_grid(prep_path: Path) -> dict[str, list[dict[str, Any]]]:
     return grid
 
 
-def _session_runner(path: Path) -> Any:
+def session_runner(path: Path) -> Any:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -70,7 +70,7 @@ class ConversionWorker:
 
 @contextmanager
 def conversion_worker(formats: Sequence[str], model_file: Path | None = None, metadata: ModelMetadata | None = None,
-                      quantization: str = "default") -> Iterator[ConversionWorker]:
+                      quantization: str = "default", keep_here: Sequence[str] = ()) -> Iterator[ConversionWorker]:
     """Start the worker process for `formats`, if one pays off; it is stopped on leaving.
 
     Args:
@@ -83,8 +83,9 @@ def conversion_worker(formats: Sequence[str], model_file: Path | None = None, me
             process makes the rounded copy once for both int8 formats and hands the worker its
             SavedModel for tflite-int8 (`convert_all`); under `auto`, which compares recipes on the
             float model, tflite-int8 converts here (edgetpu always converts here).
+        keep_here: Formats that convert in this process all the same (they measure the float model).
     """
-    stay = {"tflite-int8"} if quantization == "auto" else set()
+    stay = ({"tflite-int8"} if quantization == "auto" else set()) | set(keep_here)
     rounding = ROUNDING_COST if "tflite-int8" in formats and recipes.rounds_weights(quantization) else 0.0
     remote = (_worker_share([f for f in formats if f not in stay], formats, rounding)
               if (os.cpu_count() or 1) >= 2 else [])

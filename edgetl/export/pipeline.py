@@ -54,6 +54,7 @@ def build_export(
     validation: Any = None,
     worker: ConversionWorker | None = None,
     held_out: Sequence[Path] = (),
+    test: Any = None,
 ) -> ExportReport:
     """Build the export in a staging folder beside `out_dir`, then swap it in whole.
 
@@ -63,6 +64,7 @@ def build_export(
     the validation photos `--quantization auto` ranks recipes on. `worker` is a conversion worker
     already started (`conversion_worker`); without one, a worker is started here if it pays off.
     The float model's scores on the `held_out` photos are recorded for verify (`edgetl.verify.float_reference`).
+    `test` holds the test photos whose agreement `--target-agreement` reports.
     """
     start = time.perf_counter()
     formats = options.resolved_formats
@@ -80,7 +82,7 @@ def build_export(
     with staged(out_dir, "export", "the output folder") as stage:
         with disk_errors(f"the export {shown_as or out_dir}"):
             with temporary_folder("edgetl-export-") as tmp:
-                source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation)
+                source = ExportSource(model=model, metadata=meta, workdir=tmp, validation=validation, test=test)
                 started = nullcontext(worker) if worker is not None else conversion_worker(
                     formats, quantization=options.quantization)
                 with started as running:
@@ -140,6 +142,7 @@ def _recipes_used(results: Sequence[ExportResult]) -> dict[str, Any]:
                 "recipe": extra.get("quantization_recipe"),
                 "trials": extra.get("quantization_trials") or {},
                 "weights_rounded": extra.get("weights_rounded"),
+                **({"target_agreement": extra["target_agreement"]} if "target_agreement" in extra else {}),
             }
     return used
 

@@ -124,6 +124,9 @@ def export_pretrained(
     if not 32 <= image_size <= 1024:
         raise EdgetlError(f"image_size must be in [32, 1024]. Received: image_size={image_size}")
     check_formats_options(options)
+    if options.target_agreement is not None:
+        raise EdgetlError("--target-agreement is measured on a run's validation split, and --pretrained has none: "
+                          f"export a trained run instead. Received: target_agreement={options.target_agreement}")
     check_calibration_source(options, has_train_split=False)
     check_no_dangling_link(Path(out_dir), "--out")
     out_dir = Path(out_dir)

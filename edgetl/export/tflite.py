@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.export import recipes, tflite_metadata
+from edgetl.export import recipes, target_agreement, tflite_metadata
 from edgetl.export.common import ExportSource, artefact_metadata, check_output, io_extra, write_artefact
 
 if TYPE_CHECKING:
     from edgetl.export import ExportOptions
+    from edgetl.export.target_agreement import TargetOutcome
 
 
 def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "uint8",
@@ -29,19 +30,30 @@ def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None,
     """
     import tensorflow as tf
 
+    if mode == "int8":  # calibration checked by convert_int8
+        return bytes(int8_converter(source, calib, io_dtype=io_dtype, batch=batch).convert())
     converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
     if mode != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode == "int8":  # calibration checked by convert_int8
-        calib = with_full_pixel_range(calib)
-        converter.representative_dataset = lambda: ([calib[i : i + 1].astype(np.float32)] for i in range(len(calib)))
-        # Full integer: every op int8, or the conversion fails instead of silently keeping floats.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
-        converter.inference_output_type = converter.inference_input_type
     return bytes(converter.convert())
+
+
+def int8_converter(source: ExportSource, calib: np.ndarray, *, io_dtype: str = "uint8",
+                   batch: int | None = None) -> Any:
+    """A `TFLiteConverter` set up for full-integer int8, calibrated on `calib` when it converts."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    calib = with_full_pixel_range(calib)
+    converter.representative_dataset = lambda: ([calib[i : i + 1].astype(np.float32)] for i in range(len(calib)))
+    # Full integer: every op int8, or the conversion fails instead of silently keeping floats.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
+    converter.inference_output_type = converter.inference_input_type
+    return converter
 
 
 def convert_int8(source: ExportSource, opts: ExportOptions, calib: np.ndarray | None, *,
@@ -56,10 +68,10 @@ def convert_int8(source: ExportSource, opts: ExportOptions, calib: np.ndarray | 
     return recipes.pick(
         opts.quantization,
         lambda name: convert(source.int8_source(name, calib), "int8", calib=calib, io_dtype=opts.io_dtype, batch=batch),
-        lambda data: source.validation_disagreements(_runner(data, source)), offered=recipes.TFLITE_RECIPES)
+        lambda data: source.validation_disagreements(runner(data, source)), offered=recipes.TFLITE_RECIPES)
 
 
-def _runner(data: bytes, source: ExportSource) -> Any:
+def runner(data: bytes, source: ExportSource) -> Any:
     """float32 pixels (N, H, W, 3) -> scores of an int8 flatbuffer, through the device runtime."""
     from edgetl.runtime import Classifier
     from edgetl.runtime.backends import open_backend
@@ -120,10 +132,29 @@ def export_tflite_fp16(source: ExportSource, opts: ExportOptions, out: Path, cal
 
 
 def export_tflite_int8(source: ExportSource, opts: ExportOptions, out: Path, calib: np.ndarray | None) -> Path:
-    """Full-integer TFLite: int8 weights and activations, uint8 (default) or int8 input/output."""
+    """Full-integer TFLite: int8 weights and activations, uint8 (default) or int8 input/output.
+
+    With `opts.target_agreement`, its most sensitive layers run in float until it agrees with the
+    float model on that share of the validation photos (none with `opts.full_integer`).
+    """
     recipe, data, tried = convert_int8(source, opts, calib)
+    data, target = to_target(source, opts, calib, recipe, data, "tflite-int8", full_integer=opts.full_integer)
+    integer = "full integer int8" if target is None or not target.wider else "int8 with float layers"
     return finish(source, data, "tflite-int8", out,
-                  quantization=f"full integer int8, {opts.io_dtype} input/output, per-channel weights, "
+                  quantization=f"{integer}, {opts.io_dtype} input/output, per-channel weights, "
                   f"{recipe} recipe", quantization_recipe=recipe, quantization_trials=tried,
                   weights_rounded=source.rounded_weights(recipe),
-                  calibration_images=int(len(calib)) if calib is not None else 0)
+                  calibration_images=int(len(calib)) if calib is not None else 0,
+                  **({} if target is None else {"target_agreement": target.to_dict()}))
+
+
+def to_target(source: ExportSource, opts: ExportOptions, calib: np.ndarray, recipe: str, data: bytes, fmt: str, *,
+              full_integer: bool, batch: int | None = None) -> tuple[bytes, TargetOutcome | None]:
+    """`data` held to `opts.target_agreement` (`edgetl.export.target_agreement`); as it is without one."""
+    if opts.target_agreement is None:
+        return data, None
+    widening = target_agreement.tflite_widening(
+        source, data, lambda: int8_converter(source.int8_source(recipe, calib), calib, io_dtype=opts.io_dtype,
+                                             batch=batch),
+        lambda model: runner(model, source), io_dtype=opts.io_dtype, full_integer=full_integer, fmt=fmt)
+    return target_agreement.reach(source, widening, opts.target_agreement)
