@@ -12,6 +12,7 @@ runs exactly as it would alone, so the artefacts are the same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -39,14 +40,15 @@ logger = logging.getLogger("edgetl.export")
 
 SAVED_MODEL_FORMATS = frozenset({"tflite-fp32", "tflite-dynamic", "tflite-fp16", "tflite-int8"})
 """Formats converted from the dynamic-batch SavedModel alone, so a worker process can make them."""
-COST = {"tflite-int8": 3.0, "onnx-int8": 2.0, "edgetpu": 3.0}
-"""Relative conversion time measured on MobileNetV2-224 (the others are about 1)."""
-WORKER_START_COST = 0.5
-"""What the worker spends before its first conversion, beyond what overlaps this process's model
-load: about half of one conversion."""
-ROUNDING_COST = 1.5
-"""What this process spends on the `gptq` copy (`edgetl.export.rounding`) and its SavedModel before
-the worker can convert tflite-int8 from it."""
+COST = {"tflite-fp32": 5.0, "tflite-dynamic": 4.5, "tflite-fp16": 4.2, "tflite-int8": 15.4, "onnx": 3.0,
+        "onnx-int8": 11.6, "edgetpu": 16.0}
+"""Seconds each conversion took in the lead's quiet run (MobileNetV2-1.0-224, 2-core AMD EPYC, issue 25);
+only their proportions matter to `_worker_share`."""
+WORKER_START_COST = 2.5
+"""Seconds the worker spends before its first conversion, beyond what overlaps this process's model load."""
+ROUNDING_COST = 22.0
+"""Seconds this process spends on the `gptq` copy (`edgetl.export.rounding`, about 17) and its SavedModel
+(about 5) before the worker can convert tflite-int8 from it; the worker converts its float formats meanwhile."""
 
 
 class ConversionWorker:
@@ -211,17 +213,25 @@ def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
 
 
 def _worker_share(movable: Sequence[str], formats: Sequence[str], extra: float = 0.0) -> list[str]:
-    """The formats of `movable` the worker converts: the largest first, while its side stays the
-    lighter. `extra` is work this process does first, before the worker can start tflite-int8 (the rounding)."""
+    """The formats of `movable` the worker converts: the share that ends the export soonest, by `COST`.
+
+    `extra` is work this process does first, before the worker can start tflite-int8 (the rounding);
+    the worker converts its float formats meanwhile. No worker (an empty share) unless it saves time.
+    Measured with gptq on 2 cores: the worker took tflite-fp32 only and then waited on the rounding,
+    while this process still converted tflite-dynamic and tflite-fp16 (70 s against 55 s naive)."""
     movable = sorted((f for f in movable if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
-    mine, theirs = sum(COST.get(f, 1.0) for f in formats) + extra, WORKER_START_COST
-    chosen = []
-    for fmt in movable:
-        cost, start = COST.get(fmt, 1.0), max(theirs, extra) if fmt == "tflite-int8" else theirs
-        if start + cost < mine:
-            chosen.append(fmt)
-            mine, theirs = mine - cost, start + cost
-    return chosen
+    total = sum(COST.get(f, 1.0) for f in formats) + extra
+
+    def finish(share: tuple[str, ...]) -> float:
+        floats = sum(COST.get(f, 1.0) for f in share if f != "tflite-int8")
+        theirs = WORKER_START_COST + floats
+        if "tflite-int8" in share:
+            theirs = max(theirs, extra) + COST["tflite-int8"]
+        return max(total - sum(COST.get(f, 1.0) for f in share), theirs)
+
+    shares = [share for size in range(1, len(movable) + 1) for share in itertools.combinations(movable, size)]
+    best = min(shares, key=finish, default=())
+    return list(best) if best and finish(best) < total else []
 
 
 def _shared_saved_model(source: ExportSource) -> Path | None:
