@@ -216,8 +216,8 @@ def test_the_worker_process_takes_the_largest_tflite_formats_only_when_it_pays()
     assert share(("tflite-int8", "onnx")) == ["tflite-int8"]
     assert share(("tflite-int8",)) == []  # alone: a worker start would only add time
     assert share(("onnx", "onnx-int8")) == []  # they trace the Keras model, which stays here
-    # gptq: the kernels are rounded here first, and the worker's tflite-int8 waits for them
-    assert share(ALL_FORMATS, rounding=ROUNDING_COST) == ["tflite-int8", "tflite-fp32"]
+    # gptq: the kernels are rounded here first; the worker converts the float formats while it waits for them
+    assert share(ALL_FORMATS, rounding=ROUNDING_COST) == ["tflite-int8", "tflite-fp32", "tflite-dynamic", "tflite-fp16"]
     assert share(("tflite-int8", "onnx"), rounding=ROUNDING_COST) == ["tflite-int8"]
     assert share(("tflite-int8",), rounding=ROUNDING_COST) == []  # nothing here to overlap it with
     # auto compares recipes on the float model here: the int8 TFLite conversions stay, the float ones move

@@ -88,7 +88,7 @@ def test_rounded_copy_keeps_the_model_and_puts_every_kernel_on_its_grid(tiny_run
     import keras
 
     from edgetl.export import calibration, load_run
-    from edgetl.export.rounding import gptq_copy
+    from edgetl.export.rounding import copy_with_weights, gptq_copy
     from edgetl.rundir import read_split
 
     model, meta = load_run(tiny_run)
@@ -113,6 +113,10 @@ def test_rounded_copy_keeps_the_model_and_puts_every_kernel_on_its_grid(tiny_run
     assert changed > len(convs) // 2  # not plain nearest rounding
     pixels = calib[:4]
     np.testing.assert_allclose(copy.predict_on_batch(pixels), model.predict_on_batch(pixels), atol=0.05)
+    # the export's worker rebuilds the copy from its weights on the model it loaded itself
+    rebuilt = copy_with_weights(load_run(tiny_run)[0], copy.get_weights())
+    assert [type(layer) for layer in rebuilt._flatten_layers()] == [type(layer) for layer in copy._flatten_layers()]
+    np.testing.assert_array_equal(rebuilt.predict_on_batch(pixels), copy.predict_on_batch(pixels))
 
 
 def test_default_export_rounds_both_int8_formats(exported: Exported) -> None:

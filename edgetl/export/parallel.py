@@ -12,6 +12,7 @@ runs exactly as it would alone, so the artefacts are the same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -39,14 +40,16 @@ logger = logging.getLogger("edgetl.export")
 
 SAVED_MODEL_FORMATS = frozenset({"tflite-fp32", "tflite-dynamic", "tflite-fp16", "tflite-int8"})
 """Formats converted from the dynamic-batch SavedModel alone, so a worker process can make them."""
-COST = {"tflite-int8": 3.0, "onnx-int8": 2.0, "edgetpu": 3.0}
-"""Relative conversion time measured on MobileNetV2-224 (the others are about 1)."""
-WORKER_START_COST = 0.5
-"""What the worker spends before its first conversion, beyond what overlaps this process's model
-load: about half of one conversion."""
-ROUNDING_COST = 1.5
-"""What this process spends on the `gptq` copy (`edgetl.export.rounding`) and its SavedModel before
-the worker can convert tflite-int8 from it."""
+COST = {"tflite-fp32": 5.0, "tflite-dynamic": 4.5, "tflite-fp16": 4.2, "tflite-int8": 15.4, "onnx": 3.0,
+        "onnx-int8": 11.6, "edgetpu": 16.0}
+"""Seconds each conversion took in the lead's quiet run (MobileNetV2-1.0-224, 2-core AMD EPYC, issue 25);
+only their proportions matter to `_worker_share`."""
+WORKER_START_COST = 2.5
+"""Seconds the worker spends before its first conversion, beyond what overlaps this process's model load."""
+ROUNDING_COST = 22.0
+"""Seconds before the worker can convert tflite-int8 from the `gptq` copy: its rounding here
+(`edgetl.export.rounding`, about 17) and its SavedModel (about 5, made in the worker for a run);
+the worker converts its float formats meanwhile."""
 
 
 class ConversionWorker:
@@ -150,7 +153,7 @@ def convert_all(source: ExportSource, options: ExportOptions, formats: Sequence[
     futures = {fmt: submit(fmt) for fmt in worker.formats if fmt not in late}
     local: dict[str, ExportResult] = {}
     for fmt in late:  # the worker converts its float formats meanwhile
-        rounded = _rounded_saved_model(source, options, calib)
+        rounded = _rounded_for_worker(source, options, calib, as_weights=saved is None)
         if rounded is None:
             local[fmt] = here(fmt)
         else:
@@ -212,17 +215,25 @@ def _collect(fmt: str, future: Future[ExportResult]) -> ExportResult:
 
 
 def _worker_share(movable: Sequence[str], formats: Sequence[str], extra: float = 0.0) -> list[str]:
-    """The formats of `movable` the worker converts: the largest first, while its side stays the
-    lighter. `extra` is work this process does first, before the worker can start tflite-int8 (the rounding)."""
+    """The formats of `movable` the worker converts: the share that ends the export soonest, by `COST`.
+
+    `extra` is work this process does first, before the worker can start tflite-int8 (the rounding);
+    the worker converts its float formats meanwhile. No worker (an empty share) unless it saves time.
+    Measured with gptq on 2 cores: the worker took tflite-fp32 only and then waited on the rounding,
+    while this process still converted tflite-dynamic and tflite-fp16 (70 s against 55 s naive)."""
     movable = sorted((f for f in movable if f in SAVED_MODEL_FORMATS), key=lambda f: -COST.get(f, 1.0))
-    mine, theirs = sum(COST.get(f, 1.0) for f in formats) + extra, WORKER_START_COST
-    chosen = []
-    for fmt in movable:
-        cost, start = COST.get(fmt, 1.0), max(theirs, extra) if fmt == "tflite-int8" else theirs
-        if start + cost < mine:
-            chosen.append(fmt)
-            mine, theirs = mine - cost, start + cost
-    return chosen
+    total = sum(COST.get(f, 1.0) for f in formats) + extra
+
+    def finish(share: tuple[str, ...]) -> float:
+        floats = sum(COST.get(f, 1.0) for f in share if f != "tflite-int8")
+        theirs = WORKER_START_COST + floats
+        if "tflite-int8" in share:
+            theirs = max(theirs, extra) + COST["tflite-int8"]
+        return max(total - sum(COST.get(f, 1.0) for f in share), theirs)
+
+    shares = [share for size in range(1, len(movable) + 1) for share in itertools.combinations(movable, size)]
+    best = min(shares, key=finish, default=())
+    return list(best) if best and finish(best) < total else []
 
 
 def _shared_saved_model(source: ExportSource) -> Path | None:
@@ -236,12 +247,21 @@ def _shared_saved_model(source: ExportSource) -> Path | None:
         return None
 
 
-def _rounded_saved_model(source: ExportSource, options: ExportOptions, calib: np.ndarray | None) -> Path | None:
-    """The SavedModel of the recipe's rounded copy, made here (onnx-int8 reuses the copy); None when
-    it cannot be made (tflite-int8 then converts here and reports why)."""
+def _rounded_for_worker(source: ExportSource, options: ExportOptions, calib: np.ndarray | None, *,
+                        as_weights: bool) -> Path | None:
+    """What the worker converts tflite-int8 from: the recipe's rounded copy, made here (onnx-int8
+    reuses it), as its weights (.npz) when `as_weights` (the worker loaded model.keras itself and
+    makes the copy's SavedModel, about 5 s, while this process converts ONNX), else as its
+    SavedModel made here; None when it cannot be made (tflite-int8 then converts here and reports why)."""
     try:
-        recipe = recipes.candidates(options.quantization)[0]
-        return source.int8_source(recipe, calib).saved_model() if calib is not None and len(calib) else None
+        if calib is None or not len(calib):
+            return None
+        rounded = source.int8_source(recipes.candidates(options.quantization)[0], calib)
+        if not as_weights:
+            return rounded.saved_model()
+        weights = source.workdir / "rounded_weights.npz"
+        np.savez(weights, *rounded.model.get_weights())
+        return weights
     except Exception:  # the conversion here reports it with its traceback
         return None
 
@@ -255,7 +275,8 @@ def _worker_saved_model(future: Future[Path]) -> Path | None:
 
 
 _BUILT: dict[str, Any] = {}
-"""In the worker: the SavedModel it built from model.keras ("path"), or why it could not ("error")."""
+"""In the worker: the model it loaded from model.keras ("model") and its SavedModel ("path"), or why
+they could not be made ("error")."""
 
 
 def _saved_model_from_file(model_file: Path, metadata: ModelMetadata, folder: Path) -> Path:
@@ -263,7 +284,7 @@ def _saved_model_from_file(model_file: Path, metadata: ModelMetadata, folder: Pa
     from edgetl.hub_run import load_classifier
 
     try:
-        model = load_classifier(model_file, metadata)
+        model = _BUILT["model"] = load_classifier(model_file, metadata)
         _BUILT["path"] = ExportSource(model=model, metadata=metadata, workdir=folder).saved_model()
     except Exception as e:
         _BUILT["error"] = e
@@ -277,7 +298,8 @@ def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path
 
     `saved_model` is None when the worker built it itself: its first task, done by now (the
     worker runs its tasks in order); a failure to build it is this format's failure. `rounded` is
-    the SavedModel of the rounded copy the recipe converts (`ExportSource.int8_source`).
+    the SavedModel of the rounded copy the recipe converts (`ExportSource.int8_source`), or that
+    copy's weights (`_rounded_for_worker`).
     """
     from edgetl.export import FORMATS
 
@@ -287,11 +309,22 @@ def _convert_in_worker(metadata: ModelMetadata, workdir: Path, saved_model: Path
         source = ExportSource(model=None, metadata=metadata, workdir=workdir)
         source._saved_model[0] = saved_model or _BUILT["path"]
         if rounded is not None:
-            source._rounded = ExportSource(model=None, metadata=metadata, workdir=workdir, _saved_model={0: rounded})
+            built = rounded if rounded.is_dir() else _rounded_saved_model(rounded, metadata, workdir)
+            source._rounded = ExportSource(model=None, metadata=metadata, workdir=workdir, _saved_model={0: built})
         calib = np.load(calib_file, mmap_mode="r") if calib_file is not None else None
         return FORMATS[fmt].fn(source, options, out, calib)
 
     return timed(fmt, convert)
+
+
+def _rounded_saved_model(weights: Path, metadata: ModelMetadata, workdir: Path) -> Path:
+    """In the worker: the SavedModel of the rounded copy, rebuilt from its weights on the model it loaded."""
+    from edgetl.export import rounding
+
+    with np.load(weights) as saved:
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    copy = rounding.copy_with_weights(_BUILT["model"], arrays)
+    return ExportSource(model=copy, metadata=metadata, workdir=workdir).saved_model()
 
 
 def timed(fmt: str, fn: Callable[[], Path]) -> ExportResult:

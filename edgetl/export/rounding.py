@@ -118,8 +118,23 @@ def _align_input_grid(model: Any, norm: Any, conv: Any, batch_norm: Any | None) 
         conv.bias.assign(conv.bias.numpy() - shift)
     else:
         batch_norm.moving_mean.assign(batch_norm.moving_mean.numpy() + shift)
+    return _grid_aligned(model, norm)
+
+
+def _grid_aligned(model: Any, norm: Any) -> Any:
+    """`model` with `norm` replaced by `_GridAlignedRescaling` (the copy shares its other layers)."""
     return keras.models.clone_model(
         model, clone_function=lambda layer: _GridAlignedRescaling(float(norm.scale)) if layer is norm else layer)
+
+
+def copy_with_weights(model: Any, weights: list[np.ndarray]) -> Any:
+    """The `gptq_copy` of `model` again, from that copy's `get_weights()` and without the photos:
+    the export's worker process makes the copy's SavedModel this way while the main process,
+    which rounded it, converts ONNX. Not thread-safe (it builds Keras models)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(weights)
+    first = _first_convolution(copy)
+    return _grid_aligned(copy, first[0]) if first is not None else copy
 
 
 def _sole_consumer(layer: Any) -> Any:

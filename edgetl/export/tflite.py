@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from edgetl.export import ExportOptions
     from edgetl.export.target_agreement import TargetOutcome
 
+CALIBRATION_BATCH = 16
+"""Calibration photos per invoke of the converter's calibrator (it resizes a dynamic-batch input).
+Min/max over a batch is min/max over its photos: the scales moved by at most 7e-7 (relative, float
+rounding), no zero point moved, and the int8 calibration took 20% fewer CPU-seconds than one photo
+per invoke (MobileNetV2-1.0-224, 200 photos)."""
+
 
 def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None, io_dtype: str = "uint8",
             batch: int | None = None) -> bytes:
@@ -31,7 +37,8 @@ def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None,
     import tensorflow as tf
 
     if mode == "int8":  # calibration checked by convert_int8
-        return bytes(int8_converter(source, calib, io_dtype=io_dtype, batch=batch).convert())
+        per_invoke = CALIBRATION_BATCH if batch is None else 1  # a fixed batch-1 graph cannot take more
+        return bytes(int8_converter(source, calib, io_dtype=io_dtype, batch=batch, per_invoke=per_invoke).convert())
     converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
     if mode != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -41,14 +48,16 @@ def convert(source: ExportSource, mode: str, *, calib: np.ndarray | None = None,
 
 
 def int8_converter(source: ExportSource, calib: np.ndarray, *, io_dtype: str = "uint8",
-                   batch: int | None = None) -> Any:
-    """A `TFLiteConverter` set up for full-integer int8, calibrated on `calib` when it converts."""
+                   batch: int | None = None, per_invoke: int = 1) -> Any:
+    """A `TFLiteConverter` set up for full-integer int8, calibrated on `calib` (`per_invoke` photos
+    at a time, `CALIBRATION_BATCH` needs a dynamic-batch SavedModel) when it converts."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model(batch=batch)))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     calib = with_full_pixel_range(calib)
-    converter.representative_dataset = lambda: ([calib[i : i + 1].astype(np.float32)] for i in range(len(calib)))
+    converter.representative_dataset = lambda: (
+        [calib[i : i + per_invoke].astype(np.float32)] for i in range(0, len(calib), per_invoke))
     # Full integer: every op int8, or the conversion fails instead of silently keeping floats.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8 if io_dtype == "uint8" else tf.int8
