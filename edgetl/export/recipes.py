@@ -30,11 +30,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-RECIPES = ("gptq", "minmax", "percentile", "entropy")
+RECIPES = ("gptq", "gptq-bc", "adaround", "minmax", "percentile", "entropy")
 CHOICES = ("default", *RECIPES, "auto")
 DEFAULT = "gptq"
-ROUNDS_WEIGHTS = frozenset({"gptq"})
-TFLITE_RECIPES = ("gptq", "minmax")
+ROUNDS_WEIGHTS = frozenset({"gptq", "gptq-bc", "adaround"})
+"""Recipes that convert a copy with re-rounded weights (`rounded_copy`); `auto` tries only the default one."""
+TFLITE_RECIPES = ("gptq", "gptq-bc", "adaround", "minmax")
 """What tflite-int8 distinguishes: its converter calibrates activations by min/max only."""
 AUTO_BUDGET_S = 600.0
 """`auto` starts no further candidate after this many seconds; the best so far is kept."""
@@ -54,10 +55,25 @@ def onnx_calibration(recipe: str) -> dict[str, Any]:
 def candidates(requested: str, offered: tuple[str, ...] = RECIPES) -> tuple[str, ...]:
     """The recipes to try for `--quantization requested`, in order, among those a format `offered`
     (one it does not offer runs as `minmax`)."""
-    if requested == "auto":
-        return offered
+    if requested == "auto":  # one rounded copy per export (`ExportSource.int8_source`): the default's
+        return tuple(name for name in offered if name not in ROUNDS_WEIGHTS or name == DEFAULT)
     name = DEFAULT if requested == "default" else requested
     return (name if name in offered else "minmax",)
+
+
+def rounded_copy(recipe: str, model: Any, calib: Any) -> Any:
+    """The copy of `model` that `recipe` (one of `ROUNDS_WEIGHTS`) converts, rounded against `calib`."""
+    if recipe == "gptq-bc":
+        from edgetl.export import bias_correction
+
+        return bias_correction.bias_corrected_copy(model, calib)
+    if recipe == "adaround":
+        from edgetl.export import adaround
+
+        return adaround.adaround_copy(model, calib)
+    from edgetl.export import rounding
+
+    return rounding.gptq_copy(model, calib)
 
 
 def rounds_weights(requested: str) -> bool:
