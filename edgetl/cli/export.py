@@ -50,7 +50,8 @@ def export_command(
     onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
     quantization: Annotated[str, typer.Option(
         help="Int8 recipe: default (gptq: error-compensating weight rounding), gptq, gptq-bc (plus bias "
-        "correction), adaround, minmax (plain converters), percentile, entropy, or auto (the best by agreement on the validation split).",
+        "correction), adaround, minmax (plain converters), percentile, entropy, or auto (the best by "
+        "agreement on the validation split).",
     )] = "default",
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o",

@@ -71,6 +71,7 @@ def _rounded_kernel(kernel: np.ndarray, hessian: np.ndarray) -> np.ndarray:
 
 def round_rows(weights: np.ndarray, hessian: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
     """Each row of `weights` (one output channel) rounded down or up on its own symmetric int8 grid.
+    Thread-safe (numpy on its own arrays).
 
     Args:
         weights: (rows, d), one row per output channel.
@@ -98,7 +99,7 @@ def round_rows(weights: np.ndarray, hessian: np.ndarray, iterations: int = ITERA
 
 
 def output_error(weights: np.ndarray, rounded: np.ndarray, hessian: np.ndarray) -> float:
-    """Σ_r (w_r - q_r) H (w_r - q_r)ᵀ: the layer's squared output error on the inputs H came from."""
+    """Σ_r (w_r - q_r) H (w_r - q_r)ᵀ: the layer's squared output error on the inputs H came from. Thread-safe."""
     delta = np.asarray(weights, dtype=np.float64) - rounded
     if hessian.ndim == 2:
         return float(np.einsum("rd,de,re->", delta, hessian, delta))

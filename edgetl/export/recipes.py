@@ -62,7 +62,8 @@ def candidates(requested: str, offered: tuple[str, ...] = RECIPES) -> tuple[str,
 
 
 def rounded_copy(recipe: str, model: Any, calib: Any) -> Any:
-    """The copy of `model` that `recipe` (one of `ROUNDS_WEIGHTS`) converts, rounded against `calib`."""
+    """The copy of `model` that `recipe` (one of `ROUNDS_WEIGHTS`) converts, rounded against `calib`.
+    Not thread-safe (it builds Keras models)."""
     if recipe == "gptq-bc":
         from edgetl.export import bias_correction
 
