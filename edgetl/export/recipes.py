@@ -3,6 +3,8 @@
 | `--quantization` | weights (every int8 format)     | onnx-int8 activations | tflite-int8 / edgetpu activations |
 |------------------|---------------------------------|-----------------------|-----------------------------------|
 | `gptq` (default) | error-compensating rounding     | MinMax                | TFLite's converter (min/max)      |
+| `gptq-bc`        | gptq, then bias correction      | MinMax                | TFLite's converter (min/max)      |
+| `adaround`       | AdaRound (down or up per weight)| MinMax                | TFLite's converter (min/max)      |
 | `minmax`         | nearest (what converters do)    | MinMax                | TFLite's converter (min/max)      |
 | `percentile`     | nearest                         | Percentile, 99.999th  | as minmax: TFLite has no other    |
 | `entropy`        | nearest                         | Entropy (KL)          | as minmax                         |
@@ -14,6 +16,10 @@ input normalization lands on the int8 grid (`edgetl.export.rounding`). Measured 
 `bench/int8_vs_naive.py` on held-out photos (2-core AMD EPYC), photos whose top-1 differs from
 float: MobileNetV2-1.0-224 naive 59, gptq tflite-int8 21 / onnx-int8 24; MobileNetV2-0.5 fine-tuned
 10, 4 / 4; for about 17 CPU-s of rounding at 224 px. `minmax` is the plain converters.
+
+`gptq-bc` (`edgetl.export.bias_correction`) and `adaround` (`edgetl.export.adaround`) were measured
+on three tasks and flipped as many photos as `gptq` or more (docs/quantization.md); they stay options,
+and `auto` does not try them.
 
 `auto` keeps the recipe whose int8 model agrees with the float model on the most validation
 photos (never the test split); tflite-int8 and edgetpu compare `gptq` with `minmax` (their
