@@ -8,7 +8,7 @@
 | `minmax`         | nearest (what converters do)    | MinMax                | TFLite's converter (min/max)      |
 | `percentile`     | nearest                         | Percentile, 99.999th  | as minmax: TFLite has no other    |
 | `entropy`        | nearest                         | Entropy (KL)          | as minmax                         |
-| `auto`           | each of the above within `AUTO_BUDGET_S`; keeps the best (see below)                   |
+| `auto`           | each above but gptq-bc, adaround, within `AUTO_BUDGET_S`; keeps the best (see below)   |
 
 `gptq` converts a copy of the model whose convolution kernels are rounded onto the converters'
 own int8 grid so that each layer's output on the calibration photos changes least, and whose
