@@ -20,7 +20,7 @@ def test_auto_tries_every_recipe_on_validation_and_records_the_pick(tiny_run: Pa
     report = export(run, ExportOptions(formats=("onnx-int8", "tflite-int8"), quantization="auto", golden=False))
     assert report.ok, report.failures
     onnx = report.quantization["onnx-int8"]
-    assert set(onnx["trials"]) == set(RECIPES) and onnx["recipe"] == min(onnx["trials"], key=onnx["trials"].get)
+    assert set(onnx["trials"]) == set(candidates("auto")) and onnx["recipe"] == min(onnx["trials"], key=onnx["trials"].get)
     tflite = report.quantization["tflite-int8"]  # its converter calibrates activations one way only
     assert set(tflite["trials"]) == {"gptq", "minmax"} and tflite["recipe"] == min(tflite["trials"], key=tflite["trials"].get)
     recorded = json.loads((run / "export" / "export.json").read_text())["quantization"]
@@ -43,6 +43,8 @@ def test_pick_keeps_the_fewest_disagreements_and_honours_the_budget() -> None:
     assert built == ["gptq"]  # over budget: no second candidate starts
     assert pick("auto", build, lambda m: None) == ("gptq", "model-gptq", {})  # no validation split
     assert candidates("default") == ("gptq",) and candidates("entropy") == ("entropy",)
+    assert candidates("auto") == ("gptq", "minmax", "percentile", "entropy")  # one rounded copy: the default's
+    assert candidates("gptq-bc") == ("gptq-bc",) and set(RECIPES) > set(candidates("auto"))
     tflite = ("gptq", "minmax")
     assert candidates("entropy", tflite) == ("minmax",) and candidates("auto", tflite) == tflite
 

@@ -46,15 +46,16 @@ class ExportSource:
     def int8_source(self, recipe: str, calib: np.ndarray) -> ExportSource:
         """What an int8 format converts under `recipe`: this source, or for a recipe that rounds
         weights (`recipes.ROUNDS_WEIGHTS`) a copy with GPTQ-rounded kernels and its normalization
-        on the int8 grid, made once and shared by every int8 format (`edgetl.export.rounding`).
+        on the int8 grid, made once and shared by every int8 format (`recipes.rounded_copy`).
         Parity is still judged against this source's model."""
         if not self.rounded_weights(recipe):
             return self
         if self._rounded is None:
-            from edgetl.export import rounding
+            from edgetl.export import recipes
 
-            self._rounded = dataclasses.replace(self, model=rounding.gptq_copy(self.model, calib), validation=None,
-                                                test=None, _saved_model={}, _onnx={}, _validation_scores=None)
+            self._rounded = dataclasses.replace(self, model=recipes.rounded_copy(recipe, self.model, calib),
+                                                validation=None, test=None, _saved_model={}, _onnx={},
+                                                _validation_scores=None)
         return self._rounded
 
     def rounded_weights(self, recipe: str) -> bool:

@@ -3,10 +3,12 @@
 | `--quantization` | weights (every int8 format)     | onnx-int8 activations | tflite-int8 / edgetpu activations |
 |------------------|---------------------------------|-----------------------|-----------------------------------|
 | `gptq` (default) | error-compensating rounding     | MinMax                | TFLite's converter (min/max)      |
+| `gptq-bc`        | gptq, then bias correction      | MinMax                | TFLite's converter (min/max)      |
+| `adaround`       | AdaRound (down or up per weight)| MinMax                | TFLite's converter (min/max)      |
 | `minmax`         | nearest (what converters do)    | MinMax                | TFLite's converter (min/max)      |
 | `percentile`     | nearest                         | Percentile, 99.999th  | as minmax: TFLite has no other    |
 | `entropy`        | nearest                         | Entropy (KL)          | as minmax                         |
-| `auto`           | each of the above within `AUTO_BUDGET_S`; keeps the best (see below)                   |
+| `auto`           | each above but gptq-bc, adaround, within `AUTO_BUDGET_S`; keeps the best (see below)   |
 
 `gptq` converts a copy of the model whose convolution kernels are rounded onto the converters'
 own int8 grid so that each layer's output on the calibration photos changes least, and whose
@@ -14,6 +16,10 @@ input normalization lands on the int8 grid (`edgetl.export.rounding`). Measured 
 `bench/int8_vs_naive.py` on held-out photos (2-core AMD EPYC), photos whose top-1 differs from
 float: MobileNetV2-1.0-224 naive 59, gptq tflite-int8 21 / onnx-int8 24; MobileNetV2-0.5 fine-tuned
 10, 4 / 4; for about 17 CPU-s of rounding at 224 px. `minmax` is the plain converters.
+
+`gptq-bc` (`edgetl.export.bias_correction`) and `adaround` (`edgetl.export.adaround`) were measured
+on three tasks and flipped as many photos as `gptq` or more (docs/quantization.md); they stay options,
+and `auto` does not try them.
 
 `auto` keeps the recipe whose int8 model agrees with the float model on the most validation
 photos (never the test split); tflite-int8 and edgetpu compare `gptq` with `minmax` (their
@@ -30,11 +36,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-RECIPES = ("gptq", "minmax", "percentile", "entropy")
+RECIPES = ("gptq", "gptq-bc", "adaround", "minmax", "percentile", "entropy")
 CHOICES = ("default", *RECIPES, "auto")
 DEFAULT = "gptq"
-ROUNDS_WEIGHTS = frozenset({"gptq"})
-TFLITE_RECIPES = ("gptq", "minmax")
+ROUNDS_WEIGHTS = frozenset({"gptq", "gptq-bc", "adaround"})
+"""Recipes that convert a copy with re-rounded weights (`rounded_copy`); `auto` tries only the default one."""
+TFLITE_RECIPES = ("gptq", "gptq-bc", "adaround", "minmax")
 """What tflite-int8 distinguishes: its converter calibrates activations by min/max only."""
 AUTO_BUDGET_S = 600.0
 """`auto` starts no further candidate after this many seconds; the best so far is kept."""
@@ -54,10 +61,26 @@ def onnx_calibration(recipe: str) -> dict[str, Any]:
 def candidates(requested: str, offered: tuple[str, ...] = RECIPES) -> tuple[str, ...]:
     """The recipes to try for `--quantization requested`, in order, among those a format `offered`
     (one it does not offer runs as `minmax`)."""
-    if requested == "auto":
-        return offered
+    if requested == "auto":  # one rounded copy per export (`ExportSource.int8_source`): the default's
+        return tuple(name for name in offered if name not in ROUNDS_WEIGHTS or name == DEFAULT)
     name = DEFAULT if requested == "default" else requested
     return (name if name in offered else "minmax",)
+
+
+def rounded_copy(recipe: str, model: Any, calib: Any) -> Any:
+    """The copy of `model` that `recipe` (one of `ROUNDS_WEIGHTS`) converts, rounded against `calib`.
+    Not thread-safe (it builds Keras models)."""
+    if recipe == "gptq-bc":
+        from edgetl.export import bias_correction
+
+        return bias_correction.bias_corrected_copy(model, calib)
+    if recipe == "adaround":
+        from edgetl.export import adaround
+
+        return adaround.adaround_copy(model, calib)
+    from edgetl.export import rounding
+
+    return rounding.gptq_copy(model, calib)
 
 
 def rounds_weights(requested: str) -> bool:
