@@ -50,7 +50,7 @@ def export_command(
     onnx_opset: Annotated[int, typer.Option(help="ONNX opset (13-18), recorded in the artefact.")] = 17,
     quantization: Annotated[str, typer.Option(
         help="Int8 recipe: default (gptq: error-compensating weight rounding), gptq, gptq-bc (plus bias "
-        "correction), adaround, minmax (plain converters), percentile, entropy, or auto (the best by "
+        "correction), minmax (plain converters), percentile, entropy, or auto (the best by "
         "agreement on the validation split).",
     )] = "default",
     target_agreement: Annotated[Optional[float], typer.Option(
